@@ -1,0 +1,54 @@
+# The one task runner, used the same way locally and in CI.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTO_SRC := $(wildcard protos/switchyard/v1/*.proto)
+
+.PHONY: all run test lint typecheck pytest protos check-protos bench clean up
+
+all: test
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Regenerate the committed Python code and mypy stubs from protos/.
+protos: $(STAMP)
+	$(PY) -m scripts.gen_protos
+
+## Fail when regenerating the protos would change the committed code.
+check-protos: $(STAMP)
+	$(PY) -m scripts.gen_protos --check
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy common services switchyard scripts bench
+	$(VENV)/bin/mypy --config-file tests/mypy.ini tests
+
+pytest: $(STAMP)
+	$(PY) -m pytest -q
+
+test: check-protos lint typecheck pytest
+
+## Start the whole mesh, run a multi-tenant demo workload, print what happened.
+run: $(STAMP)
+	$(PY) -m switchyard.demo
+
+## Start the mesh and keep it running until Ctrl-C.
+up: $(STAMP)
+	$(VENV)/bin/switchyard up
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .switchyard

@@ -1,0 +1,1 @@
+"""Server-side code shared by every Switchyard service."""

@@ -1,0 +1,114 @@
+"""One server bootstrap for every service: grpc.aio, health, reflection, the interceptor,
+metrics, and a graceful stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from common.auth import Authenticator
+from common.config import ServerConfig
+from common.interceptor import ServiceInterceptor
+from common.telemetry import start_metrics_endpoint
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A servicer, the generated `add_*_to_server` function, and its full service name."""
+
+    add: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    full_name: str
+
+
+class GrpcServer:
+    """A started grpc.aio server with health and reflection; SERVING only when told."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        registrations: Sequence[Registration],
+        authenticator: Authenticator | None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.registrations = list(registrations)
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            interceptors=[ServiceInterceptor(name, authenticator)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self.port = 0
+        self.metrics_port: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.port}"
+
+    async def start(self) -> int:
+        for reg in self.registrations:
+            reg.add(reg.servicer, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [reg.full_name for reg in self.registrations]
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self.port = self.server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        if self.port == 0:
+            raise OSError(f"{self.name}: cannot bind {self.config.host}:{self.config.port}")
+        await self.set_serving(False)
+        await self.server.start()
+        self.metrics_port = start_metrics_endpoint(self.config.host, self.config.metrics_port)
+        log.info("grpc server listening", extra={"address": self.address})
+        return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *(reg.full_name for reg in self.registrations)]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.set_serving(False)
+        await self.server.stop(self.config.grace_period_s if grace is None else grace)
+
+
+class App(Protocol):
+    """A service's composition root: start everything, then stop it in reverse."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_until_signal(app: App) -> None:
+    """Start the app, wait for SIGTERM or SIGINT, then stop it gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    try:
+        await stop.wait()
+        log.info("stopping on signal")
+    finally:
+        await app.stop()
+    log.info("stopped")
