@@ -110,7 +110,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                call.wrap_stream(handler.unary_stream)  # type: ignore[arg-type],
+                call.wrap_stream(handler.unary_stream),  # type: ignore[arg-type]
                 handler.request_deserializer,
                 handler.response_serializer,
             )
@@ -121,7 +121,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            call.wrap_stream(handler.stream_stream)  # type: ignore[arg-type],
+            call.wrap_stream(handler.stream_stream),  # type: ignore[arg-type]
             handler.request_deserializer,
             handler.response_serializer,
         )
