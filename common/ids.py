@@ -1,0 +1,12 @@
+"""Identifiers: a prefix and a time-ordered, random suffix (sortable by creation time)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def new_id(prefix: str) -> str:
+    """e.g. new_id("task") -> "task_0192f3c1a7b2_5f1e9c3a0d4b6e21"."""
+    millis = time.time_ns() // 1_000_000
+    return f"{prefix}_{millis:012x}_{os.urandom(8).hex()}"

@@ -1,0 +1,1 @@
+"""The Switchyard services, each its own process."""
