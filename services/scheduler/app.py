@@ -1,0 +1,97 @@
+"""The scheduler's composition root: config → store → engine → loops → gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from common.auth import InternalAuthenticator
+from common.db import create_engine, upgrade
+from common.server import GrpcServer, Registration
+from services.scheduler.config import SchedulerConfig
+from services.scheduler.convert import record_from_row
+from services.scheduler.core.clock import Clock, SystemClock
+from services.scheduler.engine import Engine
+from services.scheduler.profiles import ProfileCache, ProfileFeed
+from services.scheduler.servicer import SchedulerServicer
+from services.scheduler.sql_store import SqlTaskStore
+from switchyard.v1 import scheduler_pb2_grpc
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class SchedulerApp:
+    def __init__(self, config: SchedulerConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.db = create_engine(config.database_url, "scheduler")
+        self.store = SqlTaskStore(self.db, record_from_row)
+        self.profiles = ProfileCache(config.usage_half_life_s)
+        self.engine = Engine(config, self.store, self.clock, self.profiles)
+        self.feed = ProfileFeed(self.profiles, config.profile_store_address, config.internal_token)
+        self.server = GrpcServer(
+            "scheduler",
+            config,
+            [
+                Registration(
+                    scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
+                    SchedulerServicer(self.engine),
+                    "switchyard.v1.SchedulerService",
+                )
+            ],
+            InternalAuthenticator(config.internal_token),
+        )
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await asyncio.to_thread(upgrade, self.config.database_url, "scheduler", MIGRATIONS)
+        self.engine.committer.start()
+        restored = await self.engine.restore()
+        log.info("queues rebuilt", extra={"restored_tasks": restored})
+        self.feed.start()
+        await self.server.start()
+        self._loops = [
+            asyncio.create_task(self._cycle_loop(), name="placement-cycle"),
+            asyncio.create_task(self._every(1.0, self.engine.sweep), name="liveness-sweep"),
+            asyncio.create_task(
+                self._every(self.config.reprioritize_interval_s, self.engine.reprioritize),
+                name="reprioritize",
+            ),
+        ]
+        await self.server.set_serving(True)
+
+    async def stop(self) -> None:
+        await self.server.set_serving(False)
+        for link in list(self.engine.workers.links.values()):
+            link.close()
+        await self.server.stop()
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.feed.stop()
+        await self.engine.committer.stop()
+        await self.store.close()
+
+    async def _cycle_loop(self) -> None:
+        engine = self.engine
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(engine.wake.wait(), self.config.cycle_interval_s)
+            engine.wake.clear()
+            try:
+                await engine.run_cycle()
+            except Exception:
+                log.exception("placement cycle failed")
+                await asyncio.sleep(0.5)
+
+    @staticmethod
+    async def _every(seconds: float, action: object) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                action()  # type: ignore[operator]
+            except Exception:
+                log.exception("periodic task failed")

@@ -1,0 +1,104 @@
+"""Group commit: many task transitions per transaction, one writer.
+
+Callers hand records over and (when they must not answer before the write is durable)
+await the returned future. The loop writes whatever has gathered since its last commit in
+one transaction, so the commit rate, not the transition rate, bounds the database load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from services.scheduler.model import JobRecord, TaskRecord
+from services.scheduler.store import TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class Committer:
+    def __init__(
+        self,
+        store: TaskStore,
+        *,
+        batch_max: int,
+        on_committed: Callable[[list[TaskRecord]], None],
+    ) -> None:
+        self.store = store
+        self.batch_max = batch_max
+        self.on_committed = on_committed
+        self._inserts: list[tuple[list[TaskRecord], list[JobRecord], asyncio.Future[None]]] = []
+        self._updates: dict[str, TaskRecord] = {}
+        self._update_waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="scheduler-commit")
+
+    async def stop(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def insert(self, records: Sequence[TaskRecord], jobs: Sequence[JobRecord]) -> None:
+        """Durably insert new tasks; raises when the database refused them (nothing stored)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inserts.append((list(records), list(jobs), future))
+        self._wake.set()
+        await future
+
+    def update(self, records: Sequence[TaskRecord]) -> asyncio.Future[None]:
+        """Queue transitions; the future resolves when they are durable."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for record in records:
+            self._updates[record.id] = record
+        self._update_waiters.append(future)
+        self._wake.set()
+        return future
+
+    async def flush(self) -> None:
+        if self._inserts or self._updates:
+            await self.update([])
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._inserts or self._updates:
+                ok = await self._commit_some()
+                backoff = 0.05 if ok else min(backoff * 2, 2.0)
+                if not ok:
+                    await asyncio.sleep(backoff)
+
+    async def _commit_some(self) -> bool:
+        inserts, self._inserts = self._inserts[: self.batch_max], self._inserts[self.batch_max :]
+        updates = list(self._updates.values())
+        waiters, self._update_waiters = self._update_waiters, []
+        self._updates.clear()
+        new = [r for batch, _, _ in inserts for r in batch]
+        jobs = [j for _, batch, _ in inserts for j in batch]
+        try:
+            await self.store.commit(new, jobs, updates)
+        except Exception as exc:  # the database is down or refused: inserts fail, updates retry
+            log.warning("commit failed; retrying transitions", extra={"error": repr(exc)})
+            for _, _, future in inserts:
+                if not future.done():
+                    future.set_exception(exc)
+            for record in updates:
+                self._updates.setdefault(record.id, record)
+            self._update_waiters.extend(waiters)
+            return False
+        self.commits += 1
+        for _, _, future in inserts:
+            if not future.done():
+                future.set_result(None)
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+        self.on_committed(updates)
+        return True

@@ -1,0 +1,50 @@
+"""Scheduler settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from common.config import ServerConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerConfig(ServerConfig):
+    section: ClassVar[str] = "scheduler"
+
+    port: int = 50052
+    database_url: str = "sqlite:///.switchyard/scheduler.db"
+    profile_store_address: str = "127.0.0.1:50053"
+    heartbeat_interval_ms: int = 1000
+    heartbeat_timeout_s: float = 10.0
+    # How often the placement loop runs when nothing wakes it earlier.
+    cycle_interval_s: float = 0.05
+    reprioritize_interval_s: float = 5.0
+    commit_batch_max: int = 2000
+    max_placements_per_cycle: int = 1000
+    max_attempts: int = 3
+    weight_category: float = 1000.0
+    weight_qos: float = 500.0
+    weight_fair_share: float = 1000.0
+    weight_age: float = 100.0
+    usage_half_life_s: float = 3600.0
+    prior_cpu_seconds: float = 1.0
+    prior_gpu_seconds: float = 0.5
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if not self.database_url:
+            out.append("database_url: must be set")
+        for name in ("heartbeat_timeout_s", "cycle_interval_s", "reprioritize_interval_s"):
+            if getattr(self, name) <= 0:
+                out.append(f"{name}: must be positive")
+        if self.heartbeat_interval_ms <= 0:
+            out.append("heartbeat_interval_ms: must be positive")
+        if self.heartbeat_timeout_s * 1000 <= self.heartbeat_interval_ms:
+            out.append("heartbeat_timeout_s: must be longer than the heartbeat interval")
+        if self.commit_batch_max < 1 or self.max_placements_per_cycle < 1 or self.max_attempts < 1:
+            out.append("commit_batch_max, max_placements_per_cycle and max_attempts: must be at least 1")
+        for name in ("weight_category", "weight_qos", "weight_fair_share", "weight_age"):
+            if getattr(self, name) < 0:
+                out.append(f"{name}: must not be negative")
+        return out

@@ -1,0 +1,350 @@
+"""The scheduler's live state and its transitions.
+
+It owns the non-terminal tasks, the group queues and the workers; the pure policy
+(`core/`) decides, this module applies the decisions, persists them through the group
+committer, and tells workers and watchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from common.errors import Violations
+from common.tokens import sign_assignment
+from services.scheduler.commit import Committer
+from services.scheduler.config import SchedulerConfig
+from services.scheduler.convert import record_from_proto
+from services.scheduler.core.clock import Clock
+from services.scheduler.core.cycle import CycleLimits, SchedulerView, plan_cycle
+from services.scheduler.core.model import Group
+from services.scheduler.core.placement import Priors
+from services.scheduler.core.priority import PriorityWeights, priority
+from services.scheduler.core.queues import GroupQueue
+from services.scheduler.deps import Dependencies
+from services.scheduler.model import JobRecord, TaskRecord, TaskState
+from services.scheduler.profiles import ProfileCache
+from services.scheduler.store import TaskStore
+from services.scheduler.watch import Watchers
+from services.scheduler.workers import WorkerRegistry
+from switchyard.v1 import scheduler_pb2, types_pb2
+
+log = logging.getLogger(__name__)
+
+OUTCOME_STATE = {
+    types_pb2.OUTCOME_SUCCEEDED: TaskState.SUCCEEDED,
+    types_pb2.OUTCOME_FAILED: TaskState.FAILED,
+    types_pb2.OUTCOME_CANCELLED: TaskState.CANCELLED,
+    types_pb2.OUTCOME_TIMED_OUT: TaskState.FAILED,
+}
+RETRYABLE_REASONS = frozenset({"SLOT_CRASHED", "WORKER_LOST"})
+
+
+class Engine:
+    def __init__(
+        self, config: SchedulerConfig, store: TaskStore, clock: Clock, profiles: ProfileCache
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.profiles = profiles
+        self.tasks: dict[str, TaskRecord] = {}
+        self.queues: dict[Group, GroupQueue] = {g: GroupQueue() for g in Group}
+        self.workers = WorkerRegistry()
+        self.watchers = Watchers()
+        self.deps = Dependencies()
+        self.committer = Committer(store, batch_max=config.commit_batch_max, on_committed=self._committed)
+        self.weights = PriorityWeights(
+            category=config.weight_category,
+            qos=config.weight_qos,
+            fair_share=config.weight_fair_share,
+            age=config.weight_age,
+        )
+        self.priors = Priors(cpu_seconds=config.prior_cpu_seconds, gpu_seconds=config.prior_gpu_seconds)
+        self.wake = asyncio.Event()
+        self._idempotent: dict[tuple[str, str], str] = {}
+
+    # ---- admission -------------------------------------------------------------------
+
+    async def enqueue(self, incoming: Sequence[types_pb2.Task]) -> list[TaskRecord]:
+        """Store classified tasks durably, then queue them; returns the stored records."""
+        now = self.clock.now()
+        records = [record_from_proto(t, now) for t in incoming]
+        existing = await self._idempotent_hits(records)
+        fresh = [r for r in records if (r.tenant, r.idempotency_key or "") not in existing]
+        await self._check_dependencies(fresh)
+        failed_deps = await self.deps.prepare(fresh, self.tasks, self.store)
+        for record in fresh:
+            record.queued_at = now
+            if record.id in failed_deps:
+                self._finish(record, TaskState.FAILED, "DEPENDENCY_FAILED", failed_deps[record.id], now)
+            elif self.deps.unmet(record.id):
+                record.state = TaskState.PENDING
+        jobs = {r.job_id: JobRecord(r.job_id, r.tenant, now) for r in fresh}
+        known = {j.id for j in await self._existing_jobs(list(jobs.values()))}
+        await self.committer.insert(fresh, [j for j in jobs.values() if j.id not in known])
+        for record in fresh:
+            self._admit(record)
+        self.wake.set()
+        return [existing.get((r.tenant, r.idempotency_key or ""), r) for r in records]
+
+    async def _idempotent_hits(self, records: list[TaskRecord]) -> dict[tuple[str, str], TaskRecord]:
+        hits: dict[tuple[str, str], TaskRecord] = {}
+        by_tenant: dict[str, list[str]] = {}
+        for r in records:
+            if r.idempotency_key:
+                by_tenant.setdefault(r.tenant, []).append(r.idempotency_key)
+        for tenant, keys in by_tenant.items():
+            for found in await self.store.find_idempotent(tenant, keys):
+                live = self.tasks.get(found.id, found)
+                hits[(tenant, found.idempotency_key or "")] = live
+        return hits
+
+    async def _check_dependencies(self, records: list[TaskRecord]) -> None:
+        batch = {r.id for r in records}
+        wanted = {d for r in records for d in r.depends_on if d not in batch and d not in self.tasks}
+        found = {t.id: t for t in await self.store.get(sorted(wanted))}
+        problems = Violations()
+        for i, r in enumerate(records):
+            for d in r.depends_on:
+                owner = self.tasks.get(d) or found.get(d)
+                if d not in batch and (owner is None or owner.tenant != r.tenant):
+                    problems.add(f"tasks[{i}].spec.depends_on", f"unknown task {d!r}")
+        problems.raise_if_any()
+
+    async def _existing_jobs(self, jobs: list[JobRecord]) -> list[JobRecord]:
+        out = []
+        for job in jobs:
+            found = await self.store.get_job(job.tenant, job.id)
+            if found is not None:
+                out.append(found)
+        return out
+
+    def _admit(self, record: TaskRecord) -> None:
+        if record.state.terminal:
+            return
+        self.tasks[record.id] = record
+        if record.idempotency_key:
+            self._idempotent[(record.tenant, record.idempotency_key)] = record.id
+        if record.state is TaskState.QUEUED:
+            self._push(record)
+
+    def _push(self, record: TaskRecord) -> None:
+        now = self.clock.now()
+        fair = self.profiles.fair_share(record.tenant, now)
+        self.queues[record.demand.group].push(record.id, priority(record.demand, now, fair, self.weights))
+
+    def reprioritize(self) -> None:
+        now = self.clock.now()
+        for queue in self.queues.values():
+            queue.reprioritize(
+                lambda tid: priority(
+                    self.tasks[tid].demand,
+                    now,
+                    self.profiles.fair_share(self.tasks[tid].tenant, now),
+                    self.weights,
+                )
+            )
+
+    # ---- placement -------------------------------------------------------------------
+
+    def view(self) -> SchedulerView:
+        def demand(task_id: str) -> object:
+            record = self.tasks.get(task_id)
+            return None if record is None else record.demand
+
+        return SchedulerView(
+            queues=self.queues,
+            task=demand,  # type: ignore[arg-type]
+            device_classes=self.workers.classes,
+            estimator=self.profiles,
+            priors=self.priors,
+        )
+
+    async def run_cycle(self) -> int:
+        """(1) snapshot → (2) decide → (3) persist → (4) dispatch. Returns placements made."""
+        decisions = plan_cycle(self.view(), self.clock, CycleLimits(self.config.max_placements_per_cycle))
+        now = self.clock.now()
+        changed: list[TaskRecord] = []
+        for expiry in decisions.expiries:
+            record = self.tasks[expiry.task_id]
+            self.queues[record.demand.group].remove(record.id)
+            changed.append(self._finish(record, TaskState.EXPIRED, "DEADLINE_PASSED", expiry.reason, now))
+        outbox: dict[str, list[scheduler_pb2.Assignment]] = {}
+        for placement in decisions.placements:
+            record = self.tasks[placement.task_id]
+            link = self.workers.get(placement.worker_id)
+            if link is None:
+                continue
+            self.queues[record.demand.group].remove(record.id)
+            record.state, record.worker_id, record.assigned_at = TaskState.ASSIGNED, link.slots.worker_id, now
+            record.attempt += 1
+            record.token = sign_assignment(
+                self.config.internal_token, record.id, record.attempt, record.worker_id
+            )
+            if placement.misses_deadline and "predicted to miss its deadline" not in record.flags:
+                record.flags.append("predicted to miss its deadline")
+            link.slots.free_slots -= 1
+            link.slots.running.add(record.id)
+            changed.append(record)
+            outbox.setdefault(link.slots.worker_id, []).append(self._assignment(record))
+        if changed:
+            await self.committer.update(changed)
+        for worker_id, assignments in outbox.items():
+            link = self.workers.get(worker_id)
+            if link is not None:
+                link.send(
+                    scheduler_pb2.ConnectWorkerResponse(
+                        assignments=scheduler_pb2.Assignments(assignments=assignments)
+                    )
+                )
+        return len(decisions.placements)
+
+    def _assignment(self, record: TaskRecord) -> scheduler_pb2.Assignment:
+        from services.scheduler.convert import task_to_proto
+
+        return scheduler_pb2.Assignment(task=task_to_proto(record), assignment_token=record.token)
+
+    # ---- results from workers ----------------------------------------------------------
+
+    def _live_assignment(self, worker_id: str, task_id: str, attempt: int) -> TaskRecord | None:
+        record = self.tasks.get(task_id)
+        if record is None or record.worker_id != worker_id or record.attempt != attempt:
+            return None
+        if record.state not in (TaskState.ASSIGNED, TaskState.RUNNING):
+            return None
+        return record
+
+    def task_started(self, worker_id: str, started: scheduler_pb2.TaskStarted) -> None:
+        record = self._live_assignment(worker_id, started.task_id, started.attempt)
+        if record is None or record.state is not TaskState.ASSIGNED:
+            return
+        record.state = TaskState.RUNNING
+        record.started_at = (
+            started.started_at.ToNanoseconds() / 1e9 if started.HasField("started_at") else self.clock.now()
+        )
+        self.committer.update([record])
+
+    def task_finished(self, worker_id: str, outcome: scheduler_pb2.TaskOutcome) -> None:
+        link = self.workers.get(worker_id)
+        if link is not None and outcome.task_id in link.slots.running:
+            link.slots.running.discard(outcome.task_id)
+            link.slots.free_slots += 1
+            self.wake.set()
+        record = self._live_assignment(worker_id, outcome.task_id, outcome.attempt)
+        if record is None:
+            log.info("late or superseded result discarded", extra={"task_id": outcome.task_id})
+            return
+        now = self.clock.now()
+        if outcome.HasField("started_at") and record.started_at is None:
+            record.started_at = outcome.started_at.ToNanoseconds() / 1e9
+        state = OUTCOME_STATE.get(outcome.outcome, TaskState.FAILED)
+        reason = outcome.error.reason or (
+            "TIMED_OUT" if outcome.outcome == types_pb2.OUTCOME_TIMED_OUT else ""
+        )
+        if (
+            state is TaskState.FAILED
+            and reason in RETRYABLE_REASONS
+            and record.attempt < self.config.max_attempts
+        ):
+            self._requeue(record)
+            return
+        if outcome.HasField("result"):
+            record.result = outcome.result.SerializeToString(deterministic=True)
+        if record.started_at is not None:
+            self.profiles.charge(record.tenant, max(now - record.started_at, 0.0), now)
+        self._finish(record, state, reason or None, outcome.error.message or None, now)
+
+    def _requeue(self, record: TaskRecord) -> None:
+        record.state, record.worker_id, record.token = TaskState.QUEUED, None, ""
+        record.assigned_at = record.started_at = None
+        self.committer.update([record])
+        self._push(record)
+        self.wake.set()
+
+    def _finish(
+        self, record: TaskRecord, state: TaskState, reason: str | None, message: str | None, now: float
+    ) -> TaskRecord:
+        """Make a task terminal, release its dependents, and queue the write."""
+        record.state, record.finished_at = state, now
+        record.error_reason, record.error_message = reason, message
+        self.committer.update([record])
+        for dependent, why in self.deps.resolved(record):
+            child = self.tasks.get(dependent)
+            if child is None or child.state is not TaskState.PENDING:
+                continue
+            if why is None:
+                child.state = TaskState.QUEUED
+                self.committer.update([child])
+                self._push(child)
+            else:
+                self._finish(child, TaskState.FAILED, "DEPENDENCY_FAILED", why, now)
+        self.wake.set()
+        return record
+
+    def _committed(self, records: list[TaskRecord]) -> None:
+        self.watchers.publish(records)
+        for record in records:
+            if record.state.terminal and self.tasks.get(record.id) is record:
+                del self.tasks[record.id]
+                if record.idempotency_key:
+                    self._idempotent.pop((record.tenant, record.idempotency_key), None)
+
+    # ---- workers ---------------------------------------------------------------------
+
+    def worker_lost(self, worker_id: str, why: str) -> None:
+        link = self.workers.remove(worker_id)
+        if link is None:
+            return
+        log.warning("worker lost", extra={"worker_id": worker_id, "why": why})
+        now = self.clock.now()
+        for task_id in sorted(link.slots.running):
+            record = self.tasks.get(task_id)
+            if record is None or record.worker_id != worker_id or record.state.terminal:
+                continue
+            if record.attempt < self.config.max_attempts:
+                self._requeue(record)
+            else:
+                self._finish(record, TaskState.FAILED, "WORKER_LOST", f"worker {worker_id} lost: {why}", now)
+        link.close()
+
+    def sweep(self) -> None:
+        for worker_id in self.workers.stale(self.clock.now(), self.config.heartbeat_timeout_s):
+            self.worker_lost(worker_id, "no heartbeat")
+
+    def cancel(self, records: list[TaskRecord]) -> list[TaskRecord]:
+        now = self.clock.now()
+        for record in records:
+            if record.state.terminal or self.tasks.get(record.id) is not record:
+                continue
+            self.queues[record.demand.group].remove(record.id)
+            if record.state in (TaskState.ASSIGNED, TaskState.RUNNING) and record.worker_id:
+                link = self.workers.get(record.worker_id)
+                if link is not None:
+                    link.send(
+                        scheduler_pb2.ConnectWorkerResponse(
+                            cancel=scheduler_pb2.CancelAssignments(task_ids=[record.id])
+                        )
+                    )
+            self._finish(record, TaskState.CANCELLED, "CANCELLED", "cancelled by the tenant", now)
+        return records
+
+    async def restore(self) -> int:
+        """Rebuild queues from the database after a restart; returns tasks restored."""
+        records = await self.store.load_unfinished()
+        pending = [r for r in records if r.state is TaskState.PENDING]
+        orphaned = []
+        for record in records:
+            if record.state in (TaskState.ASSIGNED, TaskState.RUNNING):
+                # Workers stop their tasks when they lose the scheduler, so these run again.
+                record.state, record.worker_id = TaskState.QUEUED, None
+                record.assigned_at = record.started_at = None
+                orphaned.append(record)
+        await self.deps.restore(records, self.store)
+        for record in records:
+            self._admit(record)
+        changed = orphaned + [r for r in pending if r.state is not TaskState.PENDING]
+        if changed:
+            await self.committer.update(changed)
+        return len(records)

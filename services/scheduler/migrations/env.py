@@ -1,0 +1,4 @@
+from common.migrate_env import run
+from services.scheduler.schema import metadata
+
+run(metadata)

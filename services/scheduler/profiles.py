@@ -1,0 +1,103 @@
+"""Profiles and tenant scores held in memory for the hot path.
+
+The profile store pushes them over WatchProfiles / WatchTenantScores; until it does (or
+while it is down) the scheduler uses its own decayed usage accounting and priors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from common.channels import authed_channel
+from services.scheduler.core.model import ProfileEstimate, ProfileKey
+from services.scheduler.core.priority import decay, fair_share_factor, usage_scores
+from switchyard.v1 import profile_store_pb2, profile_store_pb2_grpc, types_pb2
+
+log = logging.getLogger(__name__)
+
+
+def key_from_proto(key: types_pb2.ProfileKey) -> ProfileKey:
+    return ProfileKey(key.device_model, key.model.name, int(key.precision), key.batch_bucket, key.category)
+
+
+class ProfileCache:
+    def __init__(self, half_life_s: float) -> None:
+        self.half_life_s = half_life_s
+        self.profiles: dict[ProfileKey, ProfileEstimate] = {}
+        self.published: dict[str, float] = {}
+        self._local_usage: dict[str, tuple[float, float]] = {}
+
+    def estimate(self, key: ProfileKey) -> ProfileEstimate | None:
+        return self.profiles.get(key)
+
+    def apply_profiles(self, profiles: list[types_pb2.Profile], snapshot: bool) -> None:
+        if snapshot:
+            self.profiles.clear()
+        for p in profiles:
+            seconds = p.ewma_seconds or p.mean_seconds
+            self.profiles[key_from_proto(p.key)] = ProfileEstimate(seconds, p.count)
+
+    def apply_scores(self, scores: list[types_pb2.TenantScore], snapshot: bool) -> None:
+        if snapshot:
+            self.published.clear()
+        for s in scores:
+            self.published[s.tenant] = s.fair_share_factor
+
+    def charge(self, tenant: str, seconds: float, now: float) -> None:
+        """The scheduler's own accounting of completed work (used until scores arrive)."""
+        usage, at = self._local_usage.get(tenant, (0.0, now))
+        self._local_usage[tenant] = (decay(usage, now - at, self.half_life_s) + seconds, now)
+
+    def fair_share(self, tenant: str, now: float) -> float:
+        if tenant in self.published:
+            return self.published[tenant]
+        usage = {t: decay(u, now - at, self.half_life_s) for t, (u, at) in self._local_usage.items()}
+        scores = usage_scores(usage, {})
+        score = scores.get(tenant, 0.0)
+        return fair_share_factor(score, 1.0)
+
+
+class ProfileFeed:
+    """Follows the profile store's watch streams, reconnecting with backoff."""
+
+    def __init__(self, cache: ProfileCache, address: str, token: str) -> None:
+        self.cache = cache
+        self.address = address
+        self.token = token
+        self._tasks: list[asyncio.Task[None]] = []
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._follow(self._profiles), name="watch-profiles"),
+            asyncio.create_task(self._follow(self._scores), name="watch-tenant-scores"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _follow(self, body: object) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                async with authed_channel(self.address, self.token) as channel:
+                    stub = profile_store_pb2_grpc.ProfileStoreServiceStub(channel)
+                    await body(stub)  # type: ignore[operator]
+            except grpc.aio.AioRpcError as exc:
+                log.debug("profile watch broken", extra={"code": exc.code().name})
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _profiles(self, stub: profile_store_pb2_grpc.ProfileStoreServiceAsyncStub) -> None:
+        async for msg in stub.WatchProfiles(profile_store_pb2.WatchProfilesRequest()):
+            self.cache.apply_profiles(list(msg.profiles), msg.snapshot)
+            self.connected.set()
+
+    async def _scores(self, stub: profile_store_pb2_grpc.ProfileStoreServiceAsyncStub) -> None:
+        async for msg in stub.WatchTenantScores(profile_store_pb2.WatchTenantScoresRequest()):
+            self.cache.apply_scores(list(msg.scores), msg.snapshot)

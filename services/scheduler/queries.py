@@ -1,0 +1,100 @@
+"""Reads over live and stored tasks, always on one tenant's behalf."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from common.errors import NotFound
+from services.scheduler.convert import explanation_to_proto, job_to_proto, task_to_proto
+from services.scheduler.core.priority import factors
+from services.scheduler.engine import Engine
+from services.scheduler.model import TaskRecord, TaskState
+from switchyard.v1 import types_pb2
+
+
+class Queries:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def tasks(self, tenant: str, task_ids: Sequence[str]) -> list[TaskRecord]:
+        """The tenant's tasks, in the order asked; any other id is NOT_FOUND."""
+        live = {tid: self.engine.tasks[tid] for tid in task_ids if tid in self.engine.tasks}
+        stored = {r.id: r for r in await self.engine.store.get([t for t in task_ids if t not in live])}
+        out = []
+        for tid in task_ids:
+            record = live.get(tid) or stored.get(tid)
+            if record is None or record.tenant != tenant:
+                raise NotFound("task", tid)
+            out.append(record)
+        return out
+
+    async def list_tasks(
+        self, tenant: str, job_id: str, states: Sequence[TaskState], page_size: int, page_token: str
+    ) -> tuple[list[TaskRecord], str]:
+        size = min(page_size or 100, 1000)
+        rows = await self.engine.store.list_tasks(
+            tenant=tenant, job_id=job_id or None, states=states, limit=size + 1, after_id=page_token or None
+        )
+        fresh = [self.engine.tasks.get(r.id, r) for r in rows[:size]]
+        return fresh, rows[size - 1].id if len(rows) > size else ""
+
+    async def job(self, tenant: str, job_id: str) -> types_pb2.Job:
+        job = await self.engine.store.get_job(tenant, job_id)
+        if job is None:
+            raise NotFound("job", job_id)
+        rows = await self.engine.store.list_tasks(
+            tenant=tenant, job_id=job_id, states=(), limit=1_000_000, after_id=None
+        )
+        records = [self.engine.tasks.get(r.id, r) for r in rows]
+        counts: dict[TaskState, int] = {}
+        for record in records:
+            counts[record.state] = counts.get(record.state, 0) + 1
+        return job_to_proto(job, counts, [r.id for r in records])
+
+    async def explain(self, tenant: str, task_id: str) -> types_pb2.Explanation:
+        (record,) = await self.tasks(tenant, [task_id])
+        engine = self.engine
+        now = engine.clock.now()
+        fair = engine.profiles.fair_share(record.tenant, now)
+        breakdown = factors(record.demand, now, fair, engine.weights)
+        reasons = self._reasons(record)
+        position = engine.queues[record.demand.group].position(record.id)
+        return explanation_to_proto(record, breakdown, reasons, position)
+
+    def _reasons(self, record: TaskRecord) -> list[str]:
+        if record.state is TaskState.PENDING:
+            unmet = sorted(self.engine.deps.unmet(record.id))
+            return [f"waiting on dependencies: {', '.join(unmet)}"]
+        if record.state is TaskState.QUEUED:
+            return self.engine.workers.wait_reasons(record.demand) + list(record.flags)
+        if record.state.terminal:
+            reason = f": {record.error_reason}" if record.error_reason else ""
+            return [f"finished {record.state.name}{reason}"]
+        return [f"{record.state.name} on worker {record.worker_id}", *record.flags]
+
+    async def watch(
+        self, tenant: str, task_ids: Sequence[str], job_id: str
+    ) -> AsyncIterator[list[types_pb2.Task]]:
+        """The current state first, then every committed change, until all are terminal."""
+        if job_id and await self.engine.store.get_job(tenant, job_id) is None:
+            raise NotFound("job", job_id)
+        sub = self.engine.watchers.subscribe(task_ids, job_id or None)
+        try:
+            current = await self.tasks(tenant, task_ids)
+            if job_id:
+                rows = await self.engine.store.list_tasks(
+                    tenant=tenant, job_id=job_id, states=(), limit=1_000_000, after_id=None
+                )
+                current += [self.engine.tasks.get(r.id, r) for r in rows if r.id not in set(task_ids)]
+            states = {r.id: r.state for r in current}
+            yield [task_to_proto(r, with_spec=False) for r in current]
+            if all(s.terminal for s in states.values()):
+                return
+            async for batch in sub.batches():
+                for task in batch:
+                    states[task.id] = TaskState(task.state)
+                yield batch
+                if all(s.terminal for s in states.values()):
+                    return
+        finally:
+            self.engine.watchers.unsubscribe(sub)

@@ -1,0 +1,131 @@
+"""TaskStore on SQLAlchemy 2 (PostgreSQL or SQLite, the same code)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.scheduler.model import JobRecord, TaskRecord, TaskState
+from services.scheduler.schema import jobs, tasks
+
+MUTABLE = (
+    "state",
+    "attempt",
+    "worker_id",
+    "queued_at",
+    "assigned_at",
+    "started_at",
+    "finished_at",
+    "result",
+    "error_reason",
+    "error_message",
+)
+
+
+def _row(record: TaskRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "job_id": record.job_id,
+        "tenant": record.tenant,
+        "user_name": record.user,
+        "category": record.category,
+        "eligibility": record.eligibility,
+        "priority_class": record.priority_class,
+        "classification_rule": record.rule,
+        "spec": record.spec,
+        "idempotency_key": record.idempotency_key,
+        "submitted_at": record.submitted_at,
+        **_mutable(record),
+    }
+
+
+def _mutable(record: TaskRecord) -> dict[str, Any]:
+    values = {name: getattr(record, name) for name in MUTABLE}
+    values["state"] = int(record.state)
+    return values
+
+
+class SqlTaskStore:
+    def __init__(self, engine: AsyncEngine, build: Callable[[sa.Row[Any]], TaskRecord]) -> None:
+        self.engine = engine
+        self._build = build
+        self._update = (
+            tasks.update()
+            .where(tasks.c.id == sa.bindparam("b_id"))
+            .values({name: sa.bindparam(f"b_{name}") for name in MUTABLE})
+        )
+
+    async def commit(
+        self, inserts: Sequence[TaskRecord], job_rows: Sequence[JobRecord], updates: Sequence[TaskRecord]
+    ) -> None:
+        """Inserts and updates in one transaction (the group commit)."""
+        params = [{"b_id": r.id, **{f"b_{k}": v for k, v in _mutable(r).items()}} for r in updates]
+        async with self.engine.begin() as conn:
+            if job_rows:
+                await conn.execute(
+                    jobs.insert(),
+                    [{"id": j.id, "tenant": j.tenant, "created_at": j.created_at} for j in job_rows],
+                )
+            if inserts:
+                await conn.execute(tasks.insert(), [_row(r) for r in inserts])
+            if params:
+                await conn.execute(self._update, params)
+
+    async def _select(self, query: sa.Select[Any]) -> list[TaskRecord]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [self._build(row) for row in rows]
+
+    async def get(self, task_ids: Sequence[str]) -> list[TaskRecord]:
+        if not task_ids:
+            return []
+        return await self._select(sa.select(tasks).where(tasks.c.id.in_(list(task_ids))))
+
+    async def find_idempotent(self, tenant: str, keys: Sequence[str]) -> list[TaskRecord]:
+        if not keys:
+            return []
+        query = sa.select(tasks).where(tasks.c.tenant == tenant, tasks.c.idempotency_key.in_(list(keys)))
+        return await self._select(query)
+
+    async def list_tasks(
+        self,
+        *,
+        tenant: str,
+        job_id: str | None,
+        states: Sequence[TaskState],
+        limit: int,
+        after_id: str | None,
+    ) -> list[TaskRecord]:
+        query = sa.select(tasks).where(tasks.c.tenant == tenant)
+        if job_id:
+            query = query.where(tasks.c.job_id == job_id)
+        if states:
+            query = query.where(tasks.c.state.in_([int(s) for s in states]))
+        if after_id:
+            query = query.where(tasks.c.id > after_id)
+        return await self._select(query.order_by(tasks.c.id).limit(limit))
+
+    async def get_job(self, tenant: str, job_id: str) -> JobRecord | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(jobs).where(jobs.c.id == job_id, jobs.c.tenant == tenant))
+            ).first()
+        return None if row is None else JobRecord(row.id, row.tenant, row.created_at)
+
+    async def job_state_counts(self, job_id: str) -> dict[TaskState, int]:
+        query = (
+            sa.select(tasks.c.state, sa.func.count()).where(tasks.c.job_id == job_id).group_by(tasks.c.state)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {TaskState(state): int(count) for state, count in rows}
+
+    async def load_unfinished(self) -> list[TaskRecord]:
+        query = sa.select(tasks).where(tasks.c.state < int(TaskState.SUCCEEDED)).order_by(tasks.c.id)
+        return await self._select(query)
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,305 @@
+"""The real scheduler over gRPC, on SQLite and PostgreSQL, with a scripted worker connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from grpc_status import rpc_status
+
+from common.channels import authed_channel
+from common.config import load_config
+from common.ids import new_id
+from common.timeutil import to_timestamp, utcnow
+from common.tokens import verify_assignment
+from services.scheduler.app import SchedulerApp
+from services.scheduler.config import SchedulerConfig
+from switchyard.v1 import scheduler_pb2 as pb
+from switchyard.v1 import scheduler_pb2_grpc, types_pb2
+from tests.helpers import assert_eventually, free_port
+
+TOKEN = "test-internal-token-0123456789"
+
+
+def make_config(url: str) -> SchedulerConfig:
+    return load_config(
+        SchedulerConfig,
+        overrides={
+            "port": 0,
+            "database_url": url,
+            "internal_token": TOKEN,
+            "profile_store_address": f"127.0.0.1:{free_port()}",
+            "heartbeat_timeout_s": 3.0,
+        },
+    )
+
+
+@pytest.fixture
+async def scheduler(database_url: str) -> AsyncIterator[SchedulerApp]:
+    app = SchedulerApp(make_config(database_url))
+    await app.start()
+    yield app
+    await app.stop()
+
+
+@pytest.fixture
+async def stub(scheduler: SchedulerApp) -> AsyncIterator[scheduler_pb2_grpc.SchedulerServiceAsyncStub]:
+    async with authed_channel(f"127.0.0.1:{scheduler.server.port}", TOKEN) as channel:
+        yield scheduler_pb2_grpc.SchedulerServiceStub(channel)
+
+
+def classified(tenant: str = "acme", job: str | None = None, **spec) -> types_pb2.Task:
+    return types_pb2.Task(
+        id=new_id("task"),
+        job_id=job or new_id("job"),
+        tenant=tenant,
+        user="alice",
+        category=spec.pop("category", "inference"),
+        eligibility=spec.pop("eligibility", types_pb2.ELIGIBILITY_CPU_OR_GPU),
+        priority_class=spec.pop("priority_class", 50),
+        classification_rule="category:inference",
+        spec=types_pb2.TaskSpec(
+            category="inference", model=types_pb2.ModelRef(name="mlp"), batch_size=4, **spec
+        ),
+        submitted_at=to_timestamp(utcnow()),
+    )
+
+
+class ScriptedWorker:
+    """Speaks the worker side of ConnectWorker by hand, so tests control every message."""
+
+    def __init__(self, stub, worker_id: str = "cpu-test-1", slots: int = 2) -> None:
+        self.stub = stub
+        self.worker_id = worker_id
+        self.slots = slots
+        self.outbox: asyncio.Queue = asyncio.Queue()
+        self.assignments: list[pb.Assignment] = []
+        self.cancels: list[str] = []
+        self.call = None
+        self._reader: asyncio.Task | None = None
+
+    async def _requests(self):
+        info = types_pb2.WorkerInfo(
+            id=self.worker_id,
+            kind=types_pb2.WORKER_KIND_CPU,
+            device_model="Test CPU",
+            slots=self.slots,
+            free_slots=self.slots,
+            categories=["inference", "noop"],
+        )
+        yield pb.ConnectWorkerRequest(register=pb.RegisterWorker(worker=info))
+        while True:
+            msg = await self.outbox.get()
+            if msg is None:
+                return
+            yield msg
+
+    async def connect(self) -> None:
+        self.call = self.stub.ConnectWorker(self._requests())
+        first = await self.call.read()
+        assert first.registered.worker_id == self.worker_id
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.call:
+            if msg.HasField("assignments"):
+                self.assignments.extend(msg.assignments.assignments)
+            elif msg.HasField("cancel"):
+                self.cancels.extend(msg.cancel.task_ids)
+
+    def finish(self, a: pb.Assignment, outcome=types_pb2.OUTCOME_SUCCEEDED, reason: str = "") -> None:
+        out = pb.TaskOutcome(
+            task_id=a.task.id,
+            attempt=a.task.attempt,
+            assignment_token=a.assignment_token,
+            outcome=outcome,
+            result=types_pb2.TaskResult(inline=b"done"),
+        )
+        if reason:
+            out.error.reason, out.error.message = reason, "boom"
+        started = pb.TaskStarted(
+            task_id=a.task.id, attempt=a.task.attempt, assignment_token=a.assignment_token
+        )
+        self.outbox.put_nowait(
+            pb.ConnectWorkerRequest(results=pb.TaskResults(started=[started], outcomes=[out]))
+        )
+
+    async def close(self) -> None:
+        self.call.cancel()
+        if self._reader:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def test_task_travels_enqueue_assign_result_and_is_readable(scheduler, stub):
+    task = classified()
+    stored = (await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[task]))).tasks
+    assert [t.state for t in stored] == [types_pb2.TASK_STATE_QUEUED]
+    worker = ScriptedWorker(stub)
+    await worker.connect()
+    await assert_eventually(lambda: worker.assignments, msg="assignment arrives")
+    (a,) = worker.assignments
+    assert a.task.id == task.id and a.task.attempt == 1 and a.task.spec.model.name == "mlp"
+    assert verify_assignment(TOKEN, a.assignment_token, task.id, 1, worker.worker_id)
+    watch = stub.WatchTasks(pb.SchedulerServiceWatchTasksRequest(tenant="acme", task_ids=[task.id]))
+    first = await watch.read()
+    assert first.tasks[0].state == types_pb2.TASK_STATE_ASSIGNED
+    worker.finish(a)
+    states = []
+    async for msg in watch:
+        states += [t.state for t in msg.tasks]
+    assert states[-1] == types_pb2.TASK_STATE_SUCCEEDED
+    got = (await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[task.id]))).tasks[
+        0
+    ]
+    assert got.result.inline == b"done" and got.worker_id == worker.worker_id and got.HasField("finished_at")
+    job = (await stub.GetJob(pb.SchedulerServiceGetJobRequest(tenant="acme", job_id=task.job_id))).job
+    assert job.progress.total == 1 and job.progress.done == 1 and job.state == types_pb2.JOB_STATE_SUCCEEDED
+    await worker.close()
+
+
+async def test_other_tenant_gets_not_found_and_bad_enqueue_names_fields(stub):
+    task = classified()
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[task]))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="globex", task_ids=[task.id]))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    bad = types_pb2.Task(id="", tenant="", eligibility=0)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[bad]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(err.value)
+    from google.rpc import error_details_pb2
+
+    fields = set()
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            br = error_details_pb2.BadRequest()
+            detail.Unpack(br)
+            fields = {v.field for v in br.field_violations}
+    assert {"tasks[0].id", "tasks[0].tenant", "tasks[0].eligibility"} <= fields
+
+
+async def test_internal_token_required(scheduler):
+    async with authed_channel(f"127.0.0.1:{scheduler.server.port}", "wrong-token-000000000") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await scheduler_pb2_grpc.SchedulerServiceStub(channel).ListWorkers(pb.ListWorkersRequest())
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_worker_disconnect_requeues_and_another_worker_finishes(stub):
+    task = classified()
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[task]))
+    first = ScriptedWorker(stub, "cpu-a")
+    await first.connect()
+    await assert_eventually(lambda: first.assignments, msg="first assignment")
+    await first.close()
+    second = ScriptedWorker(stub, "cpu-b")
+    await second.connect()
+    await assert_eventually(lambda: second.assignments, msg="reassigned")
+    a = second.assignments[0]
+    assert a.task.id == task.id and a.task.attempt == 2
+    # a late result from the first attempt is discarded, the second is recorded
+    second.finish(a)
+
+    async def succeeded():
+        got = await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[task.id]))
+        return got.tasks[0].state == types_pb2.TASK_STATE_SUCCEEDED and got.tasks[0].worker_id == "cpu-b"
+
+    await assert_eventually(succeeded, msg="second attempt recorded")
+    await second.close()
+
+
+async def test_dependencies_gate_and_failure_cascades(stub):
+    parent = classified()
+    child = classified(job=parent.job_id, depends_on=[parent.id])
+    stored = (await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[parent, child]))).tasks
+    assert [t.state for t in stored] == [types_pb2.TASK_STATE_QUEUED, types_pb2.TASK_STATE_PENDING]
+    worker = ScriptedWorker(stub, slots=4)
+    await worker.connect()
+    await assert_eventually(lambda: worker.assignments, msg="parent assigned")
+    assert [a.task.id for a in worker.assignments] == [parent.id]
+    worker.finish(worker.assignments[0], types_pb2.OUTCOME_FAILED, "HANDLER_ERROR")
+
+    async def child_failed():
+        got = await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[child.id]))
+        return (
+            got.tasks[0].state == types_pb2.TASK_STATE_FAILED
+            and got.tasks[0].error.reason == "DEPENDENCY_FAILED"
+        )
+
+    await assert_eventually(child_failed, msg="child fails with its dependency")
+    await worker.close()
+
+
+async def test_cancel_queued_and_running(stub):
+    queued, running = classified(), classified()
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[running]))
+    worker = ScriptedWorker(stub, slots=1)
+    await worker.connect()
+    await assert_eventually(lambda: worker.assignments, msg="running assigned")
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[queued]))
+    out = await stub.CancelTasks(
+        pb.SchedulerServiceCancelTasksRequest(tenant="acme", task_ids=[queued.id, running.id])
+    )
+    assert {t.state for t in out.tasks} == {types_pb2.TASK_STATE_CANCELLED}
+    await assert_eventually(lambda: running.id in worker.cancels, msg="worker told to cancel")
+    explained = await stub.ExplainTask(
+        pb.SchedulerServiceExplainTaskRequest(tenant="acme", task_id=queued.id)
+    )
+    assert "CANCELLED" in explained.explanation.wait_reasons[0]
+    await worker.close()
+
+
+async def test_explain_breaks_down_priority_and_names_missing_workers(stub):
+    task = classified(
+        eligibility=types_pb2.ELIGIBILITY_GPU_ONLY, category="create_synthetic_data", priority_class=100
+    )
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[task]))
+    exp = (
+        await stub.ExplainTask(pb.SchedulerServiceExplainTaskRequest(tenant="acme", task_id=task.id))
+    ).explanation
+    assert [f.name for f in exp.factors] == ["category", "qos", "fair_share", "age"]
+    assert exp.factors[0].value == pytest.approx(1.0)
+    assert "no eligible worker alive" in exp.wait_reasons[0]
+    assert exp.queue_position == 1
+
+
+async def test_idempotency_key_returns_the_first_task(stub):
+    first = classified(idempotency_key="order-42")
+    again = classified(idempotency_key="order-42")
+    a = (await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[first]))).tasks[0]
+    b = (await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[again]))).tasks[0]
+    assert a.id == b.id == first.id
+
+
+async def test_restart_rebuilds_queues_from_the_database(database_url):
+    config = make_config(database_url)
+    app = SchedulerApp(config)
+    await app.start()
+    tasks = [classified() for _ in range(5)]
+    async with authed_channel(f"127.0.0.1:{app.server.port}", TOKEN) as channel:
+        stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+        await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=tasks))
+        worker = ScriptedWorker(stub, slots=2)
+        await worker.connect()
+        await assert_eventually(lambda: len(worker.assignments) == 2, msg="two assigned")
+        await worker.close()
+    await app.stop()
+    app2 = SchedulerApp(config)
+    await app2.start()
+    try:
+        async with authed_channel(f"127.0.0.1:{app2.server.port}", TOKEN) as channel:
+            stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            ids = [t.id for t in tasks]
+            got = await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=ids))
+            assert {t.state for t in got.tasks} == {types_pb2.TASK_STATE_QUEUED}
+            worker = ScriptedWorker(stub, slots=5)
+            await worker.connect()
+            await assert_eventually(lambda: len(worker.assignments) == 5, msg="all five run after restart")
+            assert sorted(a.task.id for a in worker.assignments) == sorted(ids)
+            await worker.close()
+    finally:
+        await app2.stop()
