@@ -1,0 +1,339 @@
+"""`ProfileStore` on SQLAlchemy's async engine, the same code on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from common.timeutil import utcnow
+from services.profile_store import usage
+from services.profile_store.model import (
+    IngestResult,
+    Metric,
+    ModelRef,
+    Outcome,
+    Precision,
+    Profile,
+    ProfileFilter,
+    ProfileKey,
+    ProfilePage,
+    Resource,
+    TenantScore,
+    WorkerProfile,
+)
+from services.profile_store.schema import (
+    MetricSampleRow,
+    ProfileRow,
+    ResourceRow,
+    TenantUsageRow,
+    WorkerProfileRow,
+)
+from services.profile_store.stats import ProfileStats, QuantileSketch, Welford
+
+SAMPLES = cast(sa.Table, MetricSampleRow.__table__)
+PROFILES = cast(sa.Table, ProfileRow.__table__)
+WORKER_PROFILES = cast(sa.Table, WorkerProfileRow.__table__)
+RESOURCES = cast(sa.Table, ResourceRow.__table__)
+TENANT_USAGE = cast(sa.Table, TenantUsageRow.__table__)
+_STAT_COLUMNS = ("count", "mean", "m2", "ewma", "sketch", "items_per_second", "updated_at")
+
+
+class SqlProfileStore:
+    """See `services.profile_store.store.ProfileStore` for the contract."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        ewma_alpha: float = 0.2,
+        usage_half_life_s: float = 3600.0,
+        reference_speeds: Mapping[str, float] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._engine = engine
+        self._alpha = ewma_alpha
+        self._half_life = usage_half_life_s
+        self._speeds = dict(reference_speeds or {})
+        self._clock = clock
+        self._shares: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+        self._dialect: Any = postgresql if engine.dialect.name == "postgresql" else sqlite
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def ingest(self, metrics: Sequence[Metric]) -> IngestResult:
+        if not metrics:
+            return IngestResult(duplicates=[])
+        first: dict[tuple[str, int], int] = {}
+        for i, m in enumerate(metrics):
+            first.setdefault((m.task_id, m.attempt), i)
+        now = self._clock()
+        async with self._lock, self._engine.begin() as conn:
+            inserted = await self._insert_samples(conn, [metrics[i] for i in first.values()], now)
+            stored = {first[k] for k in inserted}
+            new = [metrics[i] for i in sorted(stored)]
+            await self._upsert_resources(conn, metrics, now)
+            profiles = await self._fold_profiles(conn, new, now)
+            await self._fold_worker_profiles(conn, new, now)
+            scores = await self._charge_tenants(conn, new, now)
+        return IngestResult(
+            duplicates=[i not in stored for i in range(len(metrics))], profiles=profiles, scores=scores
+        )
+
+    async def _insert_samples(
+        self, conn: AsyncConnection, metrics: Sequence[Metric], now: datetime
+    ) -> set[tuple[str, int]]:
+        stmt = (
+            self._dialect.insert(SAMPLES)
+            .on_conflict_do_nothing(index_elements=["task_id", "attempt"])
+            .returning(SAMPLES.c.task_id, SAMPLES.c.attempt)
+        )
+        result = await conn.execute(stmt, [_sample_row(m, now) for m in metrics])
+        return {(row.task_id, row.attempt) for row in result}
+
+    async def _upsert(
+        self, conn: AsyncConnection, table: sa.Table, keys: Sequence[str], rows: Sequence[dict[str, Any]]
+    ) -> None:
+        if not rows:
+            return
+        stmt = self._dialect.insert(table)
+        updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+        await conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
+
+    async def _upsert_resources(
+        self, conn: AsyncConnection, metrics: Sequence[Metric], now: datetime
+    ) -> None:
+        latest = {m.worker_id: m for m in metrics}
+        rows = [
+            {"worker_id": w, "device_model": m.device_model, "kind": m.worker_kind, "last_seen": now}
+            for w, m in sorted(latest.items())
+        ]
+        await self._upsert(conn, RESOURCES, ["worker_id"], rows)
+
+    async def _fold_profiles(
+        self, conn: AsyncConnection, new: Sequence[Metric], now: datetime
+    ) -> list[Profile]:
+        groups: dict[str, list[Metric]] = defaultdict(list)
+        for m in _profiled(new):
+            groups[m.profile_key.id].append(m)
+        if not groups:
+            return []
+        query = sa.select(PROFILES).where(PROFILES.c.key_id.in_(sorted(groups))).with_for_update()
+        existing = {row.key_id: row for row in await conn.execute(query)}
+        rows = []
+        for key_id, samples in sorted(groups.items()):
+            stats = self._fold(existing.get(key_id), samples)
+            rows.append(
+                {"key_id": key_id, **_key_columns(samples[0].profile_key), **_stat_columns(stats, now)}
+            )
+        await self._upsert(conn, PROFILES, ["key_id"], rows)
+        return [_profile(row) for row in rows]
+
+    async def _fold_worker_profiles(
+        self, conn: AsyncConnection, new: Sequence[Metric], now: datetime
+    ) -> None:
+        groups: dict[tuple[str, str], list[Metric]] = defaultdict(list)
+        for m in _profiled(new):
+            groups[(m.profile_key.id, m.worker_id)].append(m)
+        if not groups:
+            return
+        query = (
+            sa.select(WORKER_PROFILES)
+            .where(WORKER_PROFILES.c.key_id.in_(sorted({k for k, _ in groups})))
+            .where(WORKER_PROFILES.c.worker_id.in_(sorted({w for _, w in groups})))
+            .with_for_update()
+        )
+        existing = {(row.key_id, row.worker_id): row for row in await conn.execute(query)}
+        rows = []
+        for (key_id, worker_id), samples in sorted(groups.items()):
+            stats = self._fold(existing.get((key_id, worker_id)), samples)
+            key_cols = _key_columns(samples[0].profile_key)
+            rows.append({"key_id": key_id, "worker_id": worker_id, **key_cols, **_stat_columns(stats, now)})
+        await self._upsert(conn, WORKER_PROFILES, ["key_id", "worker_id"], rows)
+
+    def _fold(self, row: sa.Row[Any] | None, samples: Sequence[Metric]) -> ProfileStats:
+        stats = _stats(row._mapping) if row is not None else ProfileStats()
+        for m in samples:
+            stats.observe(m.execution_time_s or 0.0, m.throughput, self._alpha)
+        return stats
+
+    async def _charge_tenants(
+        self, conn: AsyncConnection, new: Sequence[Metric], now: datetime
+    ) -> list[TenantScore]:
+        charges: dict[str, float] = defaultdict(float)
+        for m in new:
+            if m.execution_time_s is not None:
+                charges[m.tenant] += usage.usage_charge(m.execution_time_s, m.device_model, self._speeds)
+        if not charges:
+            return []
+        query = sa.select(TENANT_USAGE).where(TENANT_USAGE.c.tenant.in_(sorted(charges))).with_for_update()
+        existing = {row.tenant: row for row in await conn.execute(query)}
+        rows = []
+        for tenant, charge in sorted(charges.items()):
+            old = existing.get(tenant)
+            base = self._decayed(old.usage, old.updated_at, now) if old is not None else 0.0
+            rows.append({"tenant": tenant, "usage": base + charge, "updated_at": now})
+        await self._upsert(conn, TENANT_USAGE, ["tenant"], rows)
+        return await self._scores(conn, now)
+
+    def _decayed(self, value: float, since: datetime, now: datetime) -> float:
+        return usage.decay(value, (now - _aware(since)).total_seconds(), self._half_life)
+
+    def set_shares(self, shares: Mapping[str, float]) -> None:
+        self._shares = dict(shares)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get_profile(self, key: ProfileKey) -> Profile | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(PROFILES).where(PROFILES.c.key_id == key.id))).first()
+        return _profile(row._mapping) if row is not None else None
+
+    async def list_profiles(self, filter: ProfileFilter, *, after: str = "", limit: int = 100) -> ProfilePage:
+        query = sa.select(PROFILES).where(PROFILES.c.key_id > after).order_by(PROFILES.c.key_id)
+        if filter.model_name:
+            query = query.where(PROFILES.c.model_name == filter.model_name)
+        if filter.device_model:
+            query = query.where(PROFILES.c.device_model == filter.device_model)
+        if filter.precision is not Precision.UNSPECIFIED:
+            query = query.where(PROFILES.c.precision == filter.precision.value)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query.limit(limit + 1))).all()
+        profiles = [_profile(r._mapping) for r in rows[:limit]]
+        more = len(rows) > limit
+        return ProfilePage(profiles=profiles, next_after=profiles[-1].key.id if more and profiles else "")
+
+    async def all_profiles(self) -> list[Profile]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(sa.select(PROFILES).order_by(PROFILES.c.key_id))).all()
+        return [_profile(r._mapping) for r in rows]
+
+    async def worker_profiles(self, key: ProfileKey) -> list[WorkerProfile]:
+        query = (
+            sa.select(WORKER_PROFILES)
+            .where(WORKER_PROFILES.c.key_id == key.id)
+            .order_by(WORKER_PROFILES.c.worker_id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [WorkerProfile(worker_id=r.worker_id, profile=_profile(r._mapping)) for r in rows]
+
+    async def resources(self) -> list[Resource]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(sa.select(RESOURCES).order_by(RESOURCES.c.worker_id))).all()
+        return [
+            Resource(
+                worker_id=r.worker_id, device_model=r.device_model, kind=r.kind, last_seen=_aware(r.last_seen)
+            )
+            for r in rows
+        ]
+
+    async def tenant_scores(self) -> list[TenantScore]:
+        async with self._engine.connect() as conn:
+            return await self._scores(conn, self._clock())
+
+    async def _scores(self, conn: AsyncConnection, now: datetime) -> list[TenantScore]:
+        rows = (await conn.execute(sa.select(TENANT_USAGE))).all()
+        usages = {r.tenant: self._decayed(r.usage, r.updated_at, now) for r in rows}
+        return usage.tenant_scores(usages, self._shares)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _profiled(metrics: Sequence[Metric]) -> list[Metric]:
+    return [m for m in metrics if m.outcome is Outcome.SUCCEEDED and m.execution_time_s is not None]
+
+
+def _sample_row(m: Metric, now: datetime) -> dict[str, Any]:
+    return {
+        "task_id": m.task_id,
+        "attempt": m.attempt,
+        "worker_id": m.worker_id,
+        "device_model": m.device_model,
+        "model_name": m.model.name,
+        "model_version": m.model.version,
+        "precision": m.precision.value,
+        "batch_size": m.batch_size,
+        "category": m.category,
+        "tenant": m.tenant,
+        "queue_wait_s": m.queue_wait_s,
+        "execution_time_s": m.execution_time_s,
+        "items_per_second": m.items_per_second,
+        "gpu_utilization": m.gpu_utilization,
+        "cpu_utilization": m.cpu_utilization,
+        "memory_bytes": m.memory_bytes,
+        "gpu_power_watts": m.gpu_power_watts,
+        "outcome": m.outcome.value,
+        "finished_at": m.finished_at,
+        "received_at": now,
+    }
+
+
+def _key_columns(key: ProfileKey) -> dict[str, Any]:
+    return {
+        "device_model": key.device_model,
+        "model_name": key.model.name,
+        "model_version": key.model.version,
+        "precision": key.precision.value,
+        "batch_bucket": key.batch_bucket,
+        "category": key.category,
+    }
+
+
+def _stat_columns(stats: ProfileStats, now: datetime) -> dict[str, Any]:
+    return {
+        "count": stats.moments.count,
+        "mean": stats.moments.mean,
+        "m2": stats.moments.m2,
+        "ewma": stats.ewma_seconds or 0.0,
+        "sketch": stats.sketch.to_bytes(),
+        "items_per_second": stats.items_per_second or 0.0,
+        "updated_at": now,
+    }
+
+
+def _stats(values: Mapping[Any, Any]) -> ProfileStats:
+    return ProfileStats(
+        moments=Welford(values["count"], values["mean"], values["m2"]),
+        ewma_seconds=values["ewma"] if values["count"] > 0 else None,
+        items_per_second=values["items_per_second"] or None,
+        sketch=QuantileSketch.from_bytes(values["sketch"]),
+    )
+
+
+def _profile(values: Mapping[Any, Any]) -> Profile:
+    """A profile from a row mapping (or the dict about to be written)."""
+    key = ProfileKey(
+        device_model=values["device_model"],
+        model=ModelRef(name=values["model_name"], version=values["model_version"]),
+        precision=Precision(values["precision"]),
+        batch_bucket=values["batch_bucket"],
+        category=values["category"],
+    )
+    stats = _stats(values)
+    p50, p95, p99 = stats.quantiles()
+    return Profile(
+        key=key,
+        count=stats.moments.count,
+        mean_seconds=stats.moments.mean,
+        ewma_seconds=stats.ewma_seconds or 0.0,
+        variance=stats.moments.variance,
+        p50_seconds=p50,
+        p95_seconds=p95,
+        p99_seconds=p99,
+        items_per_second=stats.items_per_second or 0.0,
+        updated_at=_aware(values["updated_at"]),
+    )
