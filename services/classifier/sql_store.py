@@ -1,0 +1,104 @@
+"""The tenant registry on SQLAlchemy (PostgreSQL or SQLite); see `store.py` for the contract."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from common.auth import Principal, hash_token, new_token
+from common.errors import AlreadyExists, NotFound, Violations
+from common.timeutil import utcnow
+from services.classifier.model import IssuedToken, Tenant, User
+from services.classifier.schema import TenantRow, TokenRow, UserRow
+from services.classifier.store import NAME_RE
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored value is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _check_names(share: float | None = None, **names: str) -> None:
+    v = Violations()
+    for field, value in names.items():
+        if not NAME_RE.match(value):
+            v.add(field, "must be 1-64 characters of letters, digits, '_', '.' or '-'")
+    if share is not None and (not math.isfinite(share) or share <= 0):
+        v.add("share", f"must be a finite number > 0 (got {share})")
+    v.raise_if_any()
+
+
+class SqlTenantStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def create_tenant(self, name: str, share: float = 1.0) -> Tenant:
+        _check_names(share, tenant=name)
+        row = TenantRow(name=name, share=share, created_at=utcnow())
+        try:
+            async with self.sessions.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            raise AlreadyExists(f"tenant {name!r} already exists", reason="TENANT_EXISTS") from None
+        return Tenant(row.name, row.share, row.created_at)
+
+    async def get_tenant(self, name: str) -> Tenant | None:
+        async with self.sessions() as session:
+            row = await session.get(TenantRow, name)
+        return Tenant(row.name, row.share, _aware(row.created_at)) if row else None
+
+    async def list_tenants(self) -> list[Tenant]:
+        async with self.sessions() as session:
+            rows = (await session.scalars(sa.select(TenantRow).order_by(TenantRow.name))).all()
+        return [Tenant(r.name, r.share, _aware(r.created_at)) for r in rows]
+
+    async def create_user(self, tenant: str, name: str) -> User:
+        _check_names(tenant=tenant, user=name)
+        async with self.sessions.begin() as session:
+            if await session.get(TenantRow, tenant) is None:
+                raise NotFound("tenant", tenant)
+            if await session.get(UserRow, (tenant, name)) is not None:
+                raise AlreadyExists(
+                    f"user {name!r} of tenant {tenant!r} already exists", reason="USER_EXISTS"
+                )
+            session.add(UserRow(tenant=tenant, name=name, created_at=utcnow()))
+        return User(tenant, name)
+
+    async def get_user(self, tenant: str, name: str) -> User | None:
+        async with self.sessions() as session:
+            row = await session.get(UserRow, (tenant, name))
+        return User(row.tenant, row.name) if row else None
+
+    async def issue_token(self, tenant: str, user: str) -> IssuedToken:
+        token, now = new_token(), utcnow()
+        async with self.sessions.begin() as session:
+            if await session.get(UserRow, (tenant, user)) is None:
+                raise NotFound("user", f"{tenant}/{user}")
+            session.add(TokenRow(token_hash=hash_token(token), tenant=tenant, user=user, created_at=now))
+        return IssuedToken(token=token, tenant=tenant, user=user, created_at=now)
+
+    async def resolve_token(self, token: str) -> Principal | None:
+        query = sa.select(TokenRow.tenant, TokenRow.user).where(
+            TokenRow.token_hash == hash_token(token), TokenRow.revoked_at.is_(None)
+        )
+        async with self.sessions() as session:
+            row = (await session.execute(query)).first()
+        return Principal(tenant=row.tenant, user=row.user) if row else None
+
+    async def revoke_token(self, token: str) -> bool:
+        query = (
+            sa.update(TokenRow)
+            .where(TokenRow.token_hash == hash_token(token), TokenRow.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        async with self.sessions.begin() as session:
+            result = await session.execute(query)
+        return bool(getattr(result, "rowcount", 0))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
