@@ -6,11 +6,11 @@ import math
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from common.auth import Principal, hash_token, new_token
-from common.errors import AlreadyExists, NotFound, Violations
+from common.errors import AlreadyExists, NotFound, Unavailable, Violations
 from common.timeutil import utcnow
 from services.classifier.model import IssuedToken, Tenant, User
 from services.classifier.schema import TenantRow, TokenRow, UserRow
@@ -86,8 +86,12 @@ class SqlTenantStore:
         query = sa.select(TokenRow.tenant, TokenRow.user).where(
             TokenRow.token_hash == hash_token(token), TokenRow.revoked_at.is_(None)
         )
-        async with self.sessions() as session:
-            row = (await session.execute(query)).first()
+        try:
+            async with self.sessions() as session:
+                row = (await session.execute(query)).first()
+        except (OperationalError, OSError):
+            # The registry is down: the caller may retry; this is not a bad token.
+            raise Unavailable("the tenant registry is unavailable", reason="REGISTRY_UNAVAILABLE") from None
         return Principal(tenant=row.tenant, user=row.user) if row else None
 
     async def revoke_token(self, token: str) -> bool:
