@@ -235,3 +235,17 @@ async def test_pagination(store: SqlProfileStore) -> None:
     assert seen == [p.key.id for p in await store.all_profiles()]
     exact = await store.list_profiles(ProfileFilter(), limit=6)
     assert exact.next_after == ""
+
+
+async def test_a_full_batch_in_one_call(store: SqlProfileStore) -> None:
+    when = datetime(2030, 1, 1, 0, 0, 1, tzinfo=UTC)
+    batch = [
+        metric(f"t{i}", 0.5, queue_wait_s=None if i % 2 else 0.1, finished_at=None if i % 3 else when)
+        for i in range(500)
+    ]
+    result = await store.ingest(batch)
+    assert not any(result.duplicates)
+    profile = await store.get_profile(KEY)
+    assert profile is not None and profile.count == 500
+    again = await store.ingest([*batch[:10], metric("new", 0.5)])
+    assert list(again.duplicates) == [True] * 10 + [False]
