@@ -1,0 +1,237 @@
+"""The worker's side of SchedulerService.ConnectWorker: register, heartbeat, run what is
+assigned, report what started and finished, and reconnect when the stream breaks.
+
+A broken stream stops every task of this worker (DESIGN §3): the scheduler requeues
+them, so their late outcomes belong to a superseded session and are not sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+import grpc
+
+from common.channels import authed_channel
+from common.timeutil import utcnow
+from services.worker.convert import (
+    assignment_from_proto,
+    heartbeat_to_proto,
+    outcome_to_proto,
+    started_to_proto,
+    worker_info_to_proto,
+)
+from services.worker.model import (
+    Assignment,
+    Outcome,
+    Reason,
+    TaskFailure,
+    TaskInput,
+    TaskReport,
+    WorkerStatus,
+)
+from services.worker.pool import SlotPool
+from switchyard.v1 import scheduler_pb2, scheduler_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (0.2, 5.0)
+MAX_BATCH = 500
+DISCONNECTED = "SCHEDULER_DISCONNECTED"
+_Call = grpc.aio.StreamStreamCall[scheduler_pb2.ConnectWorkerRequest, scheduler_pb2.ConnectWorkerResponse]
+
+
+class SchedulerLink:
+    def __init__(
+        self,
+        *,
+        address: str,
+        token: str,
+        pool: SlotPool,
+        status: Callable[[], WorkerStatus],
+        on_finished: Callable[[TaskReport], None],
+        on_registered: Callable[[str], None],
+        heartbeat_interval_s: float,
+        default_timeout_s: float,
+        device: str,
+        artifact_dir: str,
+    ) -> None:
+        self._address, self._token = address, token
+        self._pool, self._status = pool, status
+        self._on_finished, self._on_registered = on_finished, on_registered
+        self._default_interval_s = heartbeat_interval_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._timeout_s, self._device, self._artifact_dir = default_timeout_s, device, artifact_dir
+        self.session = 0
+        self.connected = False
+        self.registrations = 0
+        self._started: list[scheduler_pb2.TaskStarted] = []
+        self._outcomes: list[scheduler_pb2.TaskOutcome] = []
+        self._heartbeat_due = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="scheduler-link")
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def run(self) -> None:
+        """Keep a session open, reconnecting with capped exponential backoff."""
+        delay = BACKOFF_S[0]
+        while not self._stopped:
+            registered = False
+            try:
+                registered = await self._session()
+                log.warning("scheduler closed the worker stream", extra={"address": self._address})
+            except grpc.aio.AioRpcError as exc:
+                log.warning(
+                    "scheduler stream failed", extra={"address": self._address, "code": str(exc.code())}
+                )
+            except Exception:
+                log.exception("scheduler link error")
+            self._end_session()
+            if registered:
+                delay = BACKOFF_S[0]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_S[1])
+
+    def _end_session(self) -> None:
+        self.connected = False
+        self.session += 1
+        self._started.clear()
+        self._outcomes.clear()
+        stopped = self._pool.cancel_all(DISCONNECTED)
+        if stopped:
+            log.warning("lost the scheduler: stopped running tasks", extra={"tasks": ",".join(stopped)})
+
+    async def _session(self) -> bool:
+        self.session += 1
+        session = self.session
+        channel = authed_channel(self._address, self._token)
+        call = scheduler_pb2_grpc.SchedulerServiceStub(channel).ConnectWorker()
+        try:
+            register = scheduler_pb2.RegisterWorker(worker=worker_info_to_proto(self._status()))
+            await call.write(scheduler_pb2.ConnectWorkerRequest(register=register))
+            first = await call.read()
+            if not isinstance(first, scheduler_pb2.ConnectWorkerResponse) or not first.HasField("registered"):
+                log.warning("scheduler did not answer the registration")
+                return False
+            self._registered(first.registered)
+            await self._serve(call, session)
+            return True
+        finally:
+            call.cancel()
+            await channel.close()
+
+    def _registered(self, message: scheduler_pb2.Registered) -> None:
+        self.registrations += 1
+        if message.worker_id:
+            self._on_registered(message.worker_id)
+        interval = message.heartbeat_interval_ms / 1000.0
+        self.heartbeat_interval_s = interval if interval > 0 else self._default_interval_s
+        self.connected = True
+        log.info(
+            "registered with the scheduler", extra={"worker_id": message.worker_id, "session": self.session}
+        )
+
+    async def _serve(self, call: _Call, session: int) -> None:
+        writer = asyncio.create_task(self._write_loop(call, session))
+        beats = asyncio.create_task(self._heartbeat_loop(session))
+        try:
+            while True:
+                message = await call.read()
+                if not isinstance(message, scheduler_pb2.ConnectWorkerResponse) or writer.done():
+                    break
+                self._handle(message, session)
+        finally:
+            beats.cancel()
+            writer.cancel()
+            await asyncio.gather(writer, beats, return_exceptions=True)
+
+    def _handle(self, message: scheduler_pb2.ConnectWorkerResponse, session: int) -> None:
+        event = message.WhichOneof("event")
+        if event == "assignments":
+            for item in message.assignments.assignments:
+                self._accept(item, session)
+        elif event == "cancel":
+            found = self._pool.cancel(list(message.cancel.task_ids), Reason.CANCELLED)
+            log.info(
+                "cancel from scheduler", extra={"asked": len(message.cancel.task_ids), "found": len(found)}
+            )
+        elif event == "registered":
+            self._registered(message.registered)
+
+    def _accept(self, item: scheduler_pb2.Assignment, session: int) -> None:
+        """Run one assignment, or answer it at once when it cannot run here."""
+        try:
+            assignment = assignment_from_proto(
+                item,
+                device=self._device,
+                artifact_dir=self._artifact_dir,
+                default_timeout_s=self._timeout_s,
+                session=session,
+            )
+        except Exception as exc:
+            log.exception("bad assignment", extra={"task_id": item.task.id})
+            failure = TaskFailure(Reason.INVALID_INPUT, f"assignment cannot be read: {exc}")
+            self._reject(_placeholder(item, session), failure)
+            return
+        status = self._status()
+        if status.draining:
+            self._reject(assignment, TaskFailure(Reason.WORKER_DRAINING, "worker is draining"))
+        elif assignment.input.category not in status.categories:
+            message = f"no handler for category {assignment.input.category!r} on this worker"
+            self._reject(assignment, TaskFailure(Reason.UNKNOWN_CATEGORY, message))
+        elif not self._pool.submit(assignment):
+            log.info("duplicate assignment ignored", extra={"task_id": assignment.task_id})
+
+    def _reject(self, assignment: Assignment, failure: TaskFailure) -> None:
+        self._on_finished(
+            TaskReport(assignment=assignment, outcome=Outcome.FAILED, finished_at=utcnow(), failure=failure)
+        )
+
+    def report_started(self, assignment: Assignment, started_at: datetime) -> None:
+        if self.connected and assignment.session == self.session:
+            self._started.append(started_to_proto(assignment, started_at))
+            self._wake.set()
+
+    def report_finished(self, report: TaskReport) -> None:
+        if self.connected and report.assignment.session == self.session:
+            self._outcomes.append(outcome_to_proto(report))
+            self._wake.set()
+        else:
+            log.info("outcome of a superseded session not sent", extra={"task_id": report.assignment.task_id})
+
+    async def _heartbeat_loop(self, session: int) -> None:
+        while session == self.session:
+            await asyncio.sleep(self.heartbeat_interval_s)
+            self._heartbeat_due = True
+            self._wake.set()
+
+    async def _write_loop(self, call: _Call, session: int) -> None:
+        """The only writer of the stream: batches of results, then a heartbeat when due."""
+        while session == self.session:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._started or self._outcomes:
+                started, self._started = self._started[:MAX_BATCH], self._started[MAX_BATCH:]
+                outcomes, self._outcomes = self._outcomes[:MAX_BATCH], self._outcomes[MAX_BATCH:]
+                results = scheduler_pb2.TaskResults(started=started, outcomes=outcomes)
+                await call.write(scheduler_pb2.ConnectWorkerRequest(results=results))
+            if self._heartbeat_due:
+                self._heartbeat_due = False
+                heartbeat = heartbeat_to_proto(self._status())
+                await call.write(scheduler_pb2.ConnectWorkerRequest(heartbeat=heartbeat))
+
+
+def _placeholder(item: scheduler_pb2.Assignment, session: int) -> Assignment:
+    task_input = TaskInput(task_id=item.task.id, attempt=item.task.attempt, category=item.task.category)
+    return Assignment(input=task_input, token=item.assignment_token, timeout_s=0.0, session=session)

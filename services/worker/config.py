@@ -1,0 +1,64 @@
+"""Settings of the worker service (section `worker`, env `SWITCHYARD_WORKER_*`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+from common.config import ServerConfig
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+_HANDLER_SPEC = re.compile(r"^[a-z][a-z0-9_]*=[\w.]+:[\w.]+$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerConfig(ServerConfig):
+    section: ClassVar[str] = "worker"
+
+    port: int = 50061
+    metrics_port: int = -1
+    # "cpu", "cuda" or "cuda:N"; a cuda device that torch cannot see runs as a CPU worker.
+    device: str = "cpu"
+    slots: int = 2
+    # Empty: derived as "<kind>-<hostname>-<port>".
+    worker_id: str = ""
+    scheduler_address: str = "127.0.0.1:50052"
+    profile_store_address: str = "127.0.0.1:50053"
+    artifact_dir: str = ".switchyard/artifacts"
+    task_timeout_s: float = 300.0
+    metrics_buffer: int = 10000
+    heartbeat_interval_s: float = 1.0
+    # Address announced to the scheduler for WorkerService; empty: host:bound port.
+    advertise_address: str = ""
+    # Extra handlers besides built-ins and entry points: "category=module:callable".
+    extra_handlers: tuple[str, ...] = ()
+    # torch intra-op threads in each slot process.
+    slot_threads: int = 1
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if not _DEVICE.match(self.device):
+            out.append(f"device: {self.device!r} is not cpu, cuda or cuda:N")
+        if not 1 <= self.slots <= 256:
+            out.append(f"slots: {self.slots} is not between 1 and 256")
+        if not self.scheduler_address:
+            out.append("scheduler_address: must not be empty")
+        if not self.profile_store_address:
+            out.append("profile_store_address: must not be empty")
+        if not self.artifact_dir:
+            out.append("artifact_dir: must not be empty")
+        if self.task_timeout_s <= 0:
+            out.append("task_timeout_s: must be positive")
+        if self.metrics_buffer < 1:
+            out.append("metrics_buffer: must be at least 1")
+        if self.heartbeat_interval_s <= 0:
+            out.append("heartbeat_interval_s: must be positive")
+        if self.slot_threads < 1:
+            out.append("slot_threads: must be at least 1")
+        out.extend(
+            f"extra_handlers: {spec!r} is not category=module:callable"
+            for spec in self.extra_handlers
+            if not _HANDLER_SPEC.match(spec)
+        )
+        return out

@@ -1,0 +1,217 @@
+"""Proto ↔ domain conversions of the worker (protos never travel past this module)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+from common.timeutil import from_timestamp, seconds_to_duration, to_timestamp
+from services.worker.model import (
+    Assignment,
+    DeviceInfo,
+    HandlerResult,
+    Outcome,
+    TaskInput,
+    TaskReport,
+    TelemetrySample,
+    WorkerStatus,
+)
+from switchyard.v1 import scheduler_pb2, types_pb2
+
+PRECISION_NAMES: dict[int, str] = {
+    types_pb2.PRECISION_FP32: "fp32",
+    types_pb2.PRECISION_BF16: "bf16",
+    types_pb2.PRECISION_FP16: "fp16",
+    types_pb2.PRECISION_INT8: "int8",
+}
+PRECISION_ENUMS: dict[str, types_pb2.Precision.ValueType] = {
+    name: types_pb2.Precision.ValueType(value) for value, name in PRECISION_NAMES.items()
+}
+OUTCOMES = {
+    Outcome.SUCCEEDED: types_pb2.OUTCOME_SUCCEEDED,
+    Outcome.FAILED: types_pb2.OUTCOME_FAILED,
+    Outcome.CANCELLED: types_pb2.OUTCOME_CANCELLED,
+    Outcome.TIMED_OUT: types_pb2.OUTCOME_TIMED_OUT,
+}
+KINDS = {"cpu": types_pb2.WORKER_KIND_CPU, "gpu": types_pb2.WORKER_KIND_GPU}
+
+
+def precision_name(value: int) -> str:
+    return PRECISION_NAMES.get(value, "")
+
+
+def precision_enum(name: str) -> types_pb2.Precision.ValueType:
+    return PRECISION_ENUMS.get(name or "fp32", types_pb2.PRECISION_UNSPECIFIED)
+
+
+def task_input_from_proto(task: types_pb2.Task, *, device: str, artifact_dir: str) -> TaskInput:
+    spec = task.spec
+    return TaskInput(
+        task_id=task.id,
+        attempt=task.attempt,
+        tenant=task.tenant,
+        category=task.category or spec.category,
+        model_name=spec.model.name,
+        model_version=spec.model.version,
+        precision=precision_name(spec.precision),
+        batch_size=spec.batch_size,
+        item_count=spec.item_count,
+        parameters=json_format.MessageToDict(spec.parameters) if spec.HasField("parameters") else {},
+        data=bytes(spec.data),
+        inputs=tuple(ref.uri or ref.id for ref in spec.inputs),
+        outputs=tuple(ref.id for ref in spec.outputs if ref.id),
+        device=device,
+        artifact_dir=artifact_dir,
+    )
+
+
+def assignment_from_proto(
+    message: scheduler_pb2.Assignment,
+    *,
+    device: str,
+    artifact_dir: str,
+    default_timeout_s: float,
+    session: int,
+) -> Assignment:
+    task = message.task
+    timeout = task.spec.timeout.ToTimedelta().total_seconds() if task.spec.HasField("timeout") else 0.0
+    return Assignment(
+        input=task_input_from_proto(task, device=device, artifact_dir=artifact_dir),
+        token=message.assignment_token,
+        timeout_s=timeout if timeout > 0 else default_timeout_s,
+        queued_at=from_timestamp(task.queued_at) if task.HasField("queued_at") else None,
+        session=session,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """Coerce a handler summary into what a protobuf Struct holds (finite numbers, str keys)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    try:
+        return _jsonable(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def struct_from_dict(values: dict[str, Any]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(_jsonable(values))
+    return out
+
+
+def result_to_proto(result: HandlerResult) -> types_pb2.TaskResult:
+    uri = Path(result.artifact_path).resolve().as_uri() if result.artifact_path else ""
+    return types_pb2.TaskResult(
+        inline=result.inline, artifact_uri=uri, summary=struct_from_dict(result.summary)
+    )
+
+
+def started_to_proto(assignment: Assignment, started_at: Any) -> scheduler_pb2.TaskStarted:
+    return scheduler_pb2.TaskStarted(
+        task_id=assignment.task_id,
+        attempt=assignment.attempt,
+        assignment_token=assignment.token,
+        started_at=to_timestamp(started_at),
+    )
+
+
+def outcome_to_proto(report: TaskReport) -> scheduler_pb2.TaskOutcome:
+    a = report.assignment
+    out = scheduler_pb2.TaskOutcome(
+        task_id=a.task_id,
+        attempt=a.attempt,
+        assignment_token=a.token,
+        outcome=OUTCOMES[report.outcome],
+        started_at=to_timestamp(report.started_at),
+        finished_at=to_timestamp(report.finished_at),
+    )
+    if report.result is not None:
+        out.result.CopyFrom(result_to_proto(report.result))
+    if report.failure is not None:
+        out.error.CopyFrom(types_pb2.TaskError(reason=report.failure.reason, message=report.failure.message))
+    return out
+
+
+def telemetry_to_proto(sample: TelemetrySample) -> types_pb2.Telemetry:
+    return types_pb2.Telemetry(
+        cpu_utilization=sample.cpu_utilization,
+        memory_used_bytes=sample.memory_used_bytes,
+        memory_total_bytes=sample.memory_total_bytes,
+        gpu_utilization=sample.gpu_utilization,
+        gpu_memory_used_bytes=sample.gpu_memory_used_bytes,
+        gpu_memory_total_bytes=sample.gpu_memory_total_bytes,
+        gpu_power_watts=sample.gpu_power_watts,
+        observed_at=to_timestamp(sample.observed_at),
+    )
+
+
+def worker_info_to_proto(status: WorkerStatus) -> types_pb2.WorkerInfo:
+    device: DeviceInfo = status.device
+    return types_pb2.WorkerInfo(
+        id=status.worker_id,
+        kind=KINDS[device.kind],
+        device_model=device.device_model,
+        slots=status.slots,
+        free_slots=status.free_slots,
+        memory_bytes=device.memory_bytes,
+        gpu_memory_bytes=device.gpu_memory_bytes,
+        precisions=[precision_enum(p) for p in device.precisions],
+        categories=list(status.categories),
+        cached_datablocks=list(status.cached_datablocks),
+        telemetry=telemetry_to_proto(status.telemetry),
+        address=status.address,
+        draining=status.draining,
+    )
+
+
+def heartbeat_to_proto(status: WorkerStatus) -> scheduler_pb2.Heartbeat:
+    return scheduler_pb2.Heartbeat(
+        telemetry=telemetry_to_proto(status.telemetry),
+        free_slots=status.free_slots,
+        running_task_ids=list(status.running_task_ids),
+        cached_datablocks=list(status.cached_datablocks),
+    )
+
+
+def metrics_to_proto(
+    report: TaskReport, *, worker_id: str, device_model: str, telemetry: TelemetrySample
+) -> types_pb2.ResultMetrics:
+    task = report.assignment.input
+    items = report.result.items if report.result else 0
+    out = types_pb2.ResultMetrics(
+        task_id=task.task_id,
+        attempt=task.attempt,
+        assignment_token=report.assignment.token,
+        worker_id=worker_id,
+        device_model=device_model,
+        model=types_pb2.ModelRef(name=task.model_name, version=task.model_version),
+        precision=precision_enum(task.precision),
+        batch_size=task.batch_size,
+        category=task.category,
+        tenant=task.tenant,
+        execution_time=seconds_to_duration(report.execution_s),
+        items_per_second=items / report.execution_s if report.execution_s > 0 and items else 0.0,
+        gpu_utilization=telemetry.gpu_utilization,
+        cpu_utilization=telemetry.cpu_utilization,
+        memory_bytes=report.peak_memory_bytes,
+        gpu_power_watts=telemetry.gpu_power_watts,
+        outcome=OUTCOMES[report.outcome],
+        finished_at=to_timestamp(report.finished_at),
+    )
+    queued_at = report.assignment.queued_at
+    if queued_at is not None and report.started_at is not None:
+        out.queue_wait.CopyFrom(
+            seconds_to_duration(max((report.started_at - queued_at).total_seconds(), 0.0))
+        )
+    return out

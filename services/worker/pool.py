@@ -1,0 +1,233 @@
+"""The slot pool: runs assignments on free slots, enforces time limits, cancels, and
+replaces slot processes that time out, are cancelled mid-task or die.
+
+Every assignment ends in exactly one `TaskReport` given to `on_finished`; nothing that
+happens in a slot can raise out of the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter
+
+from common.timeutil import utcnow
+from services.worker.model import Assignment, Outcome, Reason, SlotReply, TaskFailure, TaskReport
+from services.worker.slots import Slot, SlotCrashed
+
+log = logging.getLogger(__name__)
+
+TASKS = Counter("switchyard_worker_tasks_total", "Tasks finished by this worker", ["category", "outcome"])
+RESTART_BACKOFF_S = (0.5, 10.0)
+
+
+@dataclass
+class _Job:
+    assignment: Assignment
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_reason: str = Reason.CANCELLED
+    started_at: datetime | None = None
+
+
+class SlotPool:
+    def __init__(
+        self,
+        *,
+        slots: int,
+        device: str,
+        artifact_dir: str,
+        extra_handlers: tuple[str, ...] = (),
+        threads: int = 1,
+        on_started: Callable[[Assignment, datetime], None],
+        on_finished: Callable[[TaskReport], None],
+    ) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=2 * slots + 2, thread_name_prefix="slot-io")
+        self._slots = [
+            Slot(
+                i,
+                device=device,
+                artifact_dir=artifact_dir,
+                extra_handlers=extra_handlers,
+                threads=threads,
+                executor=self._executor,
+            )
+            for i in range(slots)
+        ]
+        self._on_started, self._on_finished = on_started, on_finished
+        self._free: asyncio.Queue[Slot] = asyncio.Queue()
+        self._jobs: dict[str, _Job] = {}
+        self._waiting = 0
+        self._background: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    @property
+    def size(self) -> int:
+        return len(self._slots)
+
+    @property
+    def handlers(self) -> tuple[str, ...]:
+        return self._slots[0].handlers if self._slots else ()
+
+    def free_slots(self) -> int:
+        return max(self._free.qsize() - self._waiting, 0)
+
+    def running_task_ids(self) -> tuple[str, ...]:
+        return tuple(self._jobs)
+
+    def slot_pids(self) -> tuple[int | None, ...]:
+        return tuple(slot.pid for slot in self._slots)
+
+    async def start(self) -> None:
+        await asyncio.gather(*(slot.start() for slot in self._slots))
+        for slot in self._slots:
+            self._free.put_nowait(slot)
+
+    def submit(self, assignment: Assignment) -> bool:
+        """Accept an assignment (runs when a slot is free); False if the task is already here."""
+        if assignment.task_id in self._jobs or self._stopping:
+            return False
+        job = _Job(assignment)
+        self._jobs[assignment.task_id] = job
+        self._spawn(self._run(job))
+        return True
+
+    def cancel(self, task_ids: list[str] | tuple[str, ...], reason: str = Reason.CANCELLED) -> list[str]:
+        """Stop these tasks (their slots are killed and replaced); returns the ids found here."""
+        found = []
+        for task_id in task_ids:
+            job = self._jobs.get(task_id)
+            if job is not None and not job.cancel.is_set():
+                job.cancel_reason = reason
+                job.cancel.set()
+                found.append(task_id)
+        return found
+
+    def cancel_all(self, reason: str) -> list[str]:
+        return self.cancel(tuple(self._jobs), reason)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        self._stopping = True
+        self.cancel_all(Reason.WORKER_STOPPING)
+        runners = list(self._background)
+        if runners:
+            await asyncio.wait(runners, timeout=timeout_s)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*(slot.stop() for slot in self._slots), return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _run(self, job: _Job) -> None:
+        report: TaskReport | None = None
+        try:
+            slot = await self._acquire(job)
+            if slot is None:
+                report = self._report(
+                    job, Outcome.CANCELLED, failure=TaskFailure(job.cancel_reason, "cancelled")
+                )
+                return
+            job.started_at = utcnow()
+            self._on_started(job.assignment, job.started_at)
+            report = await self._execute(job, slot)
+        except Exception as exc:  # a bug here must not lose the task or kill the worker
+            log.exception("task runner failed", extra={"task_id": job.assignment.task_id})
+            report = self._report(job, Outcome.FAILED, failure=TaskFailure(Reason.SLOT_CRASHED, repr(exc)))
+        finally:
+            self._jobs.pop(job.assignment.task_id, None)
+            if report is not None:
+                TASKS.labels(job.assignment.input.category, report.outcome.value).inc()
+                self._on_finished(report)
+
+    async def _acquire(self, job: _Job) -> Slot | None:
+        """Wait for a free slot, or for the job to be cancelled first (then None)."""
+        self._waiting += 1
+        getter = asyncio.ensure_future(self._free.get())
+        cancelled = asyncio.ensure_future(job.cancel.wait())
+        try:
+            await asyncio.wait({getter, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._waiting -= 1
+            cancelled.cancel()
+        if not getter.done():
+            getter.cancel()
+            return None
+        slot = getter.result()
+        if job.cancel.is_set():
+            self._free.put_nowait(slot)
+            return None
+        return slot
+
+    async def _execute(self, job: _Job, slot: Slot) -> TaskReport:
+        if not slot.alive():
+            await slot.restart("died idle")
+        running = asyncio.ensure_future(slot.run(job.assignment.input))
+        cancelled = asyncio.ensure_future(job.cancel.wait())
+        timeout = job.assignment.timeout_s
+        await asyncio.wait({running, cancelled}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        cancelled.cancel()
+        if running.done():
+            try:
+                reply = running.result()
+            except SlotCrashed as exc:
+                self._spawn(self._recycle(slot, "crashed", running))
+                return self._report(job, Outcome.FAILED, failure=TaskFailure(Reason.SLOT_CRASHED, str(exc)))
+            self._free.put_nowait(slot)
+            return self._from_reply(job, reply)
+        if job.cancel.is_set():
+            self._spawn(self._recycle(slot, "cancelled", running))
+            return self._report(job, Outcome.CANCELLED, failure=TaskFailure(job.cancel_reason, "cancelled"))
+        self._spawn(self._recycle(slot, "timed out", running))
+        message = f"task ran past its time limit of {timeout:g}s"
+        return self._report(job, Outcome.TIMED_OUT, failure=TaskFailure(Reason.TIMED_OUT, message))
+
+    async def _recycle(self, slot: Slot, reason: str, running: asyncio.Future[Any]) -> None:
+        """Kill a slot's process and start a fresh one, retrying with backoff until it works."""
+        await slot.kill(pending=running)
+        if self._stopping:
+            return
+        delay = RESTART_BACKOFF_S[0]
+        while not self._stopping:
+            try:
+                await slot.restart(reason)
+                self._free.put_nowait(slot)
+                return
+            except SlotCrashed:
+                log.exception("slot restart failed", extra={"slot": slot.index})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_BACKOFF_S[1])
+
+    def _from_reply(self, job: _Job, reply: SlotReply) -> TaskReport:
+        if reply.failure is not None:
+            return self._report(job, Outcome.FAILED, failure=reply.failure, reply=reply)
+        return self._report(job, Outcome.SUCCEEDED, reply=reply)
+
+    def _report(
+        self,
+        job: _Job,
+        outcome: Outcome,
+        *,
+        failure: TaskFailure | None = None,
+        reply: SlotReply | None = None,
+    ) -> TaskReport:
+        finished = utcnow()
+        elapsed = (finished - job.started_at).total_seconds() if job.started_at else 0.0
+        return TaskReport(
+            assignment=job.assignment,
+            outcome=outcome,
+            started_at=job.started_at,
+            finished_at=finished,
+            result=reply.result if reply else None,
+            failure=failure,
+            execution_s=reply.execution_s if reply else elapsed,
+            peak_memory_bytes=reply.peak_memory_bytes if reply else 0,
+        )

@@ -1,0 +1,109 @@
+"""The body of a slot: a child process that imports torch once, keeps models warm and runs
+one task at a time for its parent worker, over a pipe.
+
+Messages: the child first sends `SlotReady`; then for each `TaskInput` it receives it
+answers one `SlotReply`; `None` (or the parent's end closing) stops it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import resource
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from services.worker.model import (
+    INLINE_LIMIT_BYTES,
+    HandlerError,
+    HandlerResult,
+    Reason,
+    SlotReady,
+    SlotReply,
+    TaskFailure,
+    TaskInput,
+)
+
+MESSAGE_LIMIT = 2048
+
+
+def slot_main(
+    conn: Connection, device: str, artifact_dir: str, extra_handlers: tuple[str, ...], threads: int
+) -> None:
+    """Entry point of a slot process (multiprocessing "spawn")."""
+    import torch
+
+    from services.worker.handlers import HandlerContext, HandlerRegistry
+
+    torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    registry = HandlerRegistry.default(extra_handlers)
+    ctx = HandlerContext(device=device, artifact_dir=Path(artifact_dir))
+    conn.send(SlotReady(pid=os.getpid(), handlers=registry.names()))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        reply = run_task(registry, ctx, task)
+        try:
+            conn.send(reply)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            failure = TaskFailure(Reason.HANDLER_ERROR, f"handler result cannot be sent: {exc}")
+            conn.send(SlotReply(task_id=task.task_id, failure=failure, execution_s=reply.execution_s))
+
+
+def run_task(registry: object, ctx: object, task: TaskInput) -> SlotReply:
+    """Run one task through its handler; every exception becomes a failure, never a crash."""
+    from services.worker.handlers import HandlerContext, HandlerRegistry
+
+    assert isinstance(registry, HandlerRegistry) and isinstance(ctx, HandlerContext)
+    started = time.perf_counter()
+    try:
+        result = _bounded(registry.get(task.category)(task, ctx), task, ctx)
+        failure = None
+    except HandlerError as exc:
+        result, failure = None, TaskFailure(exc.reason, exc.message[:MESSAGE_LIMIT])
+    except Exception as exc:
+        traceback.print_exc()
+        result, failure = (
+            None,
+            TaskFailure(Reason.HANDLER_ERROR, (str(exc) or type(exc).__name__)[:MESSAGE_LIMIT]),
+        )
+    return SlotReply(
+        task_id=task.task_id,
+        result=result,
+        failure=failure,
+        execution_s=time.perf_counter() - started,
+        peak_memory_bytes=_peak_memory(ctx.device),
+    )
+
+
+def _bounded(result: object, task: TaskInput, ctx: object) -> HandlerResult:
+    """Check the handler's result; inline bytes over 64 KiB move to an artifact file."""
+    from services.worker.handlers import HandlerContext
+
+    assert isinstance(ctx, HandlerContext)
+    if not isinstance(result, HandlerResult):
+        raise TypeError(f"handler returned {type(result).__name__}, not HandlerResult")
+    if len(result.inline) <= INLINE_LIMIT_BYTES:
+        return result
+    path = ctx.artifact_path(task, "-result.bin")
+    path.write_bytes(result.inline)
+    return dataclasses.replace(result, inline=b"", artifact_path=result.artifact_path or str(path))
+
+
+def _peak_memory(device: str) -> int:
+    if device.startswith("cuda"):
+        import torch
+
+        peak = int(torch.cuda.max_memory_allocated(device))
+        torch.cuda.reset_peak_memory_stats(device)
+        return peak
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
