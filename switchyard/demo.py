@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from pathlib import Path
 
 from switchyard import specs
@@ -46,8 +47,11 @@ async def _pipeline(client: Client, tenant: str, submitted: list[str]) -> None:
     """generate → ingest → identify → vary → create (split), each step depending on the last."""
     tag = f"{tenant}-{uuid.uuid4().hex[:8]}"
     labels = {"demo": "pipeline"}
+    seed = {"seed": zlib.crc32(tenant.encode()) % 10_000}  # each tenant renders its own images
     [gen] = await _submit(
-        client, submitted, specs.generate_source_assets(items=8, outputs=[f"{tag}-assets"], labels=labels)
+        client,
+        submitted,
+        specs.generate_source_assets(items=8, outputs=[f"{tag}-assets"], labels=labels, params=seed),
     )
     [ingest] = await _submit(
         client,
@@ -72,10 +76,11 @@ async def _pipeline(client: Client, tenant: str, submitted: list[str]) -> None:
             outputs=[f"{tag}-variations"],
             depends_on=[identify],
             labels=labels,
+            params=seed,
         ),
     )
     template = specs.create_synthetic_data(
-        inputs=[f"{tag}-ingested", f"{tag}-variations"], depends_on=[ingest, vary], labels=labels
+        inputs=[f"{tag}-ingested", f"{tag}-variations"], depends_on=[ingest, vary], labels=labels, params=seed
     )
     result = await client.submit(
         split=specs.split(template, total_items=SYNTHETIC_ITEMS, batch_size=SYNTHETIC_BATCH)

@@ -14,7 +14,7 @@ from switchyard import render
 from switchyard.v1 import types_pb2
 
 HEADERS = ("TENANT", "CATEGORY", "TASKS", "OK", "WORKERS", "P50", "P95")
-MAX_SHEET_IMAGES = 64
+MAX_SHEET_IMAGES = 96
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

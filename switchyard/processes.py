@@ -104,7 +104,8 @@ def _lifeline(argv: list[str], grace_s: float) -> int:
     launcher_gone = threading.Event()
 
     def watch_launcher() -> None:
-        sys.stdin.buffer.read()  # returns at EOF: the launcher is gone
+        while os.read(0, 4096):  # unbuffered: no lock left held at shutdown
+            pass  # returns b"" at EOF: the launcher is gone
         launcher_gone.set()
         if service.poll() is None:
             print("switchyard lifeline: launcher gone, stopping the service", file=sys.stderr, flush=True)

@@ -117,7 +117,8 @@ def job_text(job: types_pb2.Job) -> str:
             ]
         ],
     )
-    by_state = table(("STATE", "TASKS"), sorted(job.progress.by_state.items()))
+    counts = sorted((k.removeprefix("TASK_STATE_"), v) for k, v in job.progress.by_state.items())
+    by_state = table(("STATE", "TASKS"), counts)
     return f"{head}\n\n{by_state}"
 
 
