@@ -133,7 +133,7 @@ async def test_a_service_that_exits_fails_the_start_clearly(tmp_path: Path) -> N
         gpu_workers=0,
         cpu_workers=1,
         startup_timeout_s=60,
-        env={"SWITCHYARD_PROFILE_STORE_PORT_TYPO": "1", "SWITCHYARD_PROFILE_STORE_METRICS_PORT": "-7"},
+        env={"SWITCHYARD_PROFILE_STORE_METRICS_PORT": "-7"},  # an invalid setting: exits at start
     )
     mesh = Mesh(options)
     with pytest.raises(MeshError) as caught:
