@@ -11,7 +11,12 @@ from common.server import run_until_signal
 from services.scheduler.app import SchedulerApp
 from services.scheduler.config import SchedulerConfig
 
-if __name__ == "__main__":
+
+async def main() -> None:
     config = load_config(SchedulerConfig, env=os.environ)
     configure_logging("scheduler", config.log_level, config.log_format)
-    asyncio.run(run_until_signal(SchedulerApp(config)))
+    await run_until_signal(SchedulerApp(config))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
