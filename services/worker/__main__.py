@@ -12,6 +12,7 @@ from common.server import run_until_signal
 from services.worker.app import WorkerApp
 from services.worker.config import WorkerConfig
 
+
 async def main(config: WorkerConfig) -> None:
     # The app (and its grpc.aio server) must be built inside the running loop.
     await run_until_signal(WorkerApp(config))

@@ -58,7 +58,11 @@ class SchedulerLink:
         device: str,
         artifact_dir: str,
     ) -> None:
-        self._address, self._token = address, token
+        # Several addresses (comma-separated): an active scheduler and its standby; on
+        # failure the link tries the next one.
+        self._addresses = [a.strip() for a in address.split(",") if a.strip()]
+        self._index = 0
+        self._token = token
         self._pool, self._status = pool, status
         self._on_finished, self._on_registered = on_finished, on_registered
         self._default_interval_s = heartbeat_interval_s
@@ -85,23 +89,33 @@ class SchedulerLink:
 
     async def run(self) -> None:
         """Keep a session open, reconnecting with capped exponential backoff."""
-        delay = BACKOFF_S[0]
+        delay, failures = BACKOFF_S[0], 0
         while not self._stopped:
-            registered = False
+            registrations = self.registrations
             try:
-                registered = await self._session()
+                await self._session()
                 log.warning("scheduler closed the worker stream", extra={"address": self._address})
             except grpc.aio.AioRpcError as exc:
-                log.warning(
-                    "scheduler stream failed", extra={"address": self._address, "code": str(exc.code())}
+                failures += 1
+                level = logging.WARNING if failures == 1 or failures % 20 == 0 else logging.DEBUG
+                log.log(
+                    level,
+                    "cannot reach the scheduler, retrying",
+                    extra={"address": self._address, "code": str(exc.code()), "attempts": failures},
                 )
             except Exception:
                 log.exception("scheduler link error")
             self._end_session()
-            if registered:
-                delay = BACKOFF_S[0]
+            if self.registrations > registrations:
+                delay, failures = BACKOFF_S[0], 0
+            else:
+                self._index = (self._index + 1) % len(self._addresses)
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_S[1])
+
+    @property
+    def _address(self) -> str:
+        return self._addresses[self._index]
 
     def _end_session(self) -> None:
         self.connected = False
@@ -112,10 +126,11 @@ class SchedulerLink:
         if stopped:
             log.warning("lost the scheduler: stopped running tasks", extra={"tasks": ",".join(stopped)})
 
-    async def _session(self) -> bool:
+    async def _session(self) -> None:
         self.session += 1
         session = self.session
         channel = authed_channel(self._address, self._token)
+        log.debug("connecting to the scheduler", extra={"address": self._address})
         call = scheduler_pb2_grpc.SchedulerServiceStub(channel).ConnectWorker()
         try:
             register = scheduler_pb2.RegisterWorker(worker=worker_info_to_proto(self._status()))
@@ -123,10 +138,9 @@ class SchedulerLink:
             first = await call.read()
             if not isinstance(first, scheduler_pb2.ConnectWorkerResponse) or not first.HasField("registered"):
                 log.warning("scheduler did not answer the registration")
-                return False
+                return
             self._registered(first.registered)
             await self._serve(call, session)
-            return True
         finally:
             call.cancel()
             await channel.close()

@@ -23,6 +23,7 @@ class WorkerConfig(ServerConfig):
     slots: int = 2
     # Empty: derived as "<kind>-<hostname>-<port>".
     worker_id: str = ""
+    # host:port; "a:1,b:2" lists an active scheduler and its standby (tried in turn).
     scheduler_address: str = "127.0.0.1:50052"
     profile_store_address: str = "127.0.0.1:50053"
     artifact_dir: str = ".switchyard/artifacts"

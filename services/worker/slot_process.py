@@ -11,6 +11,7 @@ import dataclasses
 import os
 import pickle
 import resource
+import signal
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -34,6 +35,8 @@ def slot_main(
     conn: Connection, device: str, artifact_dir: str, extra_handlers: tuple[str, ...], threads: int
 ) -> None:
     """Entry point of a slot process (multiprocessing "spawn")."""
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops the slots.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     from services.worker.handlers import HandlerContext, HandlerRegistry

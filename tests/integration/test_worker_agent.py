@@ -403,3 +403,49 @@ async def test_describe_and_drain_over_grpc(mesh: Mesh) -> None:
         beats = len(mesh.scheduler.heartbeats)
         await assert_eventually(lambda: len(mesh.scheduler.heartbeats) > beats + 1, msg="heartbeat")
         assert mesh.scheduler.heartbeats[-1].free_slots == 0
+
+
+async def test_link_fails_over_to_the_next_scheduler_address() -> None:
+    from services.worker.agent import SchedulerLink
+    from services.worker.device import cpu_device
+    from services.worker.model import TelemetrySample, WorkerStatus
+    from services.worker.pool import SlotPool
+
+    scheduler = FakeScheduler()  # type: ignore[abstract]
+    server = grpc.aio.server()
+    scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(scheduler, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    pool = SlotPool(
+        slots=1, device="cpu", artifact_dir="", on_started=lambda *a: None, on_finished=lambda r: None
+    )
+    status = WorkerStatus(
+        worker_id="w-standby-test",
+        device=cpu_device(),
+        slots=1,
+        free_slots=1,
+        categories=("noop",),
+        cached_datablocks=(),
+        telemetry=TelemetrySample(),
+        address="",
+        draining=False,
+    )
+    link = SchedulerLink(
+        address=f"127.0.0.1:{free_port()}, 127.0.0.1:{port}",
+        token=TOKEN,
+        pool=pool,
+        status=lambda: status,
+        on_finished=lambda r: None,
+        on_registered=lambda w: None,
+        heartbeat_interval_s=1,
+        default_timeout_s=1,
+        device="cpu",
+        artifact_dir="",
+    )
+    link.start()
+    try:
+        await assert_eventually(lambda: link.connected, msg="registered with the second address")
+        assert scheduler.registrations[0].id == "w-standby-test"
+    finally:
+        await link.stop()
+        await server.stop(0)

@@ -47,12 +47,12 @@ def _decode(task: TaskInput, ctx: HandlerContext, gen: torch.Generator) -> torch
 def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> tuple[torch.Tensor, int]:
     """Random horizontal flips, random crops from a reflect-padded image, brightness jitter."""
     n, _, h, w = x.shape
-    flip = torch.rand(n, generator=gen) < 0.5
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
     x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen)
     x = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
-    jitter = 0.8 + 0.4 * torch.rand(n, 1, 1, 1, generator=gen)
+    jitter = (0.8 + 0.4 * torch.rand(n, 1, 1, 1, generator=gen)).to(x.device)
     return (x * jitter).clamp(0, 1), int(flip.sum())
 
 
