@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from datetime import datetime
@@ -88,7 +89,12 @@ class WorkerApp:
         await self.server.set_serving(True)
 
     async def stop(self) -> None:
-        await self.server.set_serving(False)
+        """Drain, give running tasks the grace period to finish (and be reported), then stop."""
+        await self.drain()
+        deadline = asyncio.get_running_loop().time() + self.config.grace_period_s
+        while self.pool.running_task_ids() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # let the link write the last outcomes
         await self.link.stop()
         await self.pool.stop(timeout_s=self.config.grace_period_s)
         await self.shipper.stop()
