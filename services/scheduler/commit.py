@@ -33,14 +33,26 @@ class Committer:
         self._update_waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.commits = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="scheduler-commit")
 
-    async def stop(self) -> None:
-        await self.flush()
-        if self._task is not None:
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Write what is pending, let the commit in flight finish, then end the loop.
+
+        Cancelling a commit half-way would leave a transaction (and, on SQLite, the write
+        lock) open, so the loop is asked to end rather than cancelled, unless it hangs.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except TimeoutError:
+            log.error("commit loop did not finish in time; transitions may be lost")
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
@@ -66,7 +78,7 @@ class Committer:
 
     async def _run(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             while self._inserts or self._updates:
@@ -85,7 +97,7 @@ class Committer:
         try:
             await self.store.commit(new, jobs, updates)
         except Exception as exc:  # the database is down or refused: inserts fail, updates retry
-            log.warning("commit failed; retrying transitions", extra={"error": repr(exc)})
+            log.warning("commit failed; retrying transitions: %r", exc)
             for _, _, future in inserts:
                 if not future.done():
                     future.set_exception(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -77,7 +78,7 @@ class ScriptedWorker:
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.assignments: list[pb.Assignment] = []
         self.cancels: list[str] = []
-        self.call = None
+        self.call: Any = None
         self._reader: asyncio.Task | None = None
 
     async def _requests(self):
@@ -166,7 +167,7 @@ async def test_other_tenant_gets_not_found_and_bad_enqueue_names_fields(stub):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="globex", task_ids=[task.id]))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    bad = types_pb2.Task(id="", tenant="", eligibility=0)
+    bad = types_pb2.Task(id="", tenant="", eligibility=types_pb2.ELIGIBILITY_UNSPECIFIED)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[bad]))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ CORE = Path(__file__).resolve().parents[2] / "services" / "scheduler" / "core"
 
 
 def demand(task_id: str, **kw) -> TaskDemand:
-    base = dict(
+    base: dict[str, Any] = dict(
         task_id=task_id,
         tenant="acme",
         category="inference",
