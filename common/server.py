@@ -5,23 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.auth import Authenticator
-from common.config import ServerConfig
+from common.config import ServerConfig, load_config
+from common.errors import ConfigError
 from common.interceptor import ServiceInterceptor
+from common.logs import configure_logging
 from common.telemetry import start_metrics_endpoint
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+C = TypeVar("C", bound=ServerConfig)
 
 
 @dataclass(frozen=True)
@@ -112,3 +117,25 @@ async def run_until_signal(app: App) -> None:
     finally:
         await app.stop()
     log.info("stopped")
+
+
+def service_main(
+    name: str,
+    config_cls: type[C],
+    build: Callable[[C], App],
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> None:
+    """The body of every `python -m services.<name>`: load and validate the config (a bad
+    one stops the process with every problem listed), set up logs, build the app inside
+    the running loop (grpc.aio binds to it) and serve until SIGTERM/SIGINT."""
+    try:
+        config = load_config(config_cls, env=os.environ, overrides=overrides)
+    except ConfigError as exc:
+        sys.exit(f"{name}: {exc}")
+    configure_logging(name, config.log_level, config.log_format)
+
+    async def main() -> None:
+        await run_until_signal(build(config))
+
+    asyncio.run(main())

@@ -18,12 +18,15 @@ from switchyard.errors import SwitchyardError
 # Offsets from the base (classifier) port; workers take base+10, base+11, …
 OFFSETS = {"classifier": 0, "scheduler": 1, "profile_store": 2}
 WORKER_OFFSET = 10
+# Each service's Prometheus endpoint listens on its gRPC port + METRICS_OFFSET.
+METRICS_OFFSET = 1000
 
 
 @dataclass(frozen=True)
 class PortPlan:
     services: dict[str, int]
     workers: list[str] = field(default_factory=list)
+    metrics: dict[str, int] = field(default_factory=dict)
 
     def port(self, name: str) -> int:
         return self.services[name]
@@ -33,10 +36,13 @@ def plan_ports(host: str, base_port: int, workers: Sequence[str]) -> PortPlan:
     """Fixed ports from `base_port` (checked free), or free ports when `base_port` is 0."""
     names = [*OFFSETS, *workers]
     if base_port == 0:
-        return PortPlan(dict(zip(names, free_ports(host, len(names)), strict=True)), list(workers))
+        picked = free_ports(host, 2 * len(names))
+        grpc_ports = dict(zip(names, picked[: len(names)], strict=True))
+        return PortPlan(grpc_ports, list(workers), dict(zip(names, picked[len(names) :], strict=True)))
     ports = {name: base_port + offset for name, offset in OFFSETS.items()}
     ports.update({w: base_port + WORKER_OFFSET + i for i, w in enumerate(workers)})
-    for name, port in ports.items():
+    metrics = {name: port + METRICS_OFFSET for name, port in ports.items()}
+    for name, port in [*ports.items(), *((f"{n} metrics", p) for n, p in metrics.items())]:
         if not 0 < port < 65536:
             raise SwitchyardError("INVALID_ARGUMENT", f"{name}: port {port} out of range", reason="BAD_PORT")
         if not port_is_free(host, port):
@@ -46,7 +52,7 @@ def plan_ports(host: str, base_port: int, workers: Sequence[str]) -> PortPlan:
                 "Pick another --base-port, or 0 for free ports",
                 reason="PORT_IN_USE",
             )
-    return PortPlan(ports, list(workers))
+    return PortPlan(ports, list(workers), metrics)
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -126,6 +126,12 @@ class Mesh:
         return {w: self.address(w) for w in self.ports.workers} if self.ports else {}
 
     @property
+    def metrics_addresses(self) -> dict[str, str]:
+        """Each service's Prometheus endpoint (http://host:port/metrics)."""
+        plan = self._require_ports()
+        return {name: f"{self.options.host}:{port}" for name, port in plan.metrics.items()}
+
+    @property
     def addresses(self) -> dict[str, str]:
         """Every service → address, front door first."""
         names = ["classifier", "scheduler", "profile_store", *(self.ports.workers if self.ports else [])]
@@ -221,7 +227,10 @@ class Mesh:
         )
         env.update(opts.env)
         section = "worker" if name in self._require_ports().workers else name
-        settings = {"host": opts.host, "port": str(self._require_ports().port(name))}
+        plan = self._require_ports()
+        settings = {"host": opts.host, "port": str(plan.port(name))}
+        if name in plan.metrics:
+            settings["metrics_port"] = str(plan.metrics[name])
         settings.update(self._settings(name))
         env.update({f"SWITCHYARD_{section.upper()}_{k.upper()}": v for k, v in settings.items()})
         return env

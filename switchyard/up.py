@@ -39,9 +39,13 @@ def _echo(line: str) -> None:
 
 def describe(mesh: Mesh) -> str:
     """What `up` prints once every service is SERVING."""
-    rows = [[n, a, mesh.processes[n].pid, mesh.processes[n].log_path] for n, a in mesh.addresses.items()]
+    metrics = mesh.metrics_addresses
+    rows = [
+        [n, a, metrics.get(n, "-"), mesh.processes[n].pid, mesh.processes[n].log_path]
+        for n, a in mesh.addresses.items()
+    ]
     # PGID: each service's process group (its lifeline's pid); `kill -- -PGID` reaches all of it.
-    parts = [render.table(("SERVICE", "ADDRESS", "PGID", "LOG"), rows)]
+    parts = [render.table(("SERVICE", "ADDRESS", "METRICS", "PGID", "LOG"), rows)]
     storage = mesh.options.database_url or f"SQLite files in {mesh.data_dir}"
     parts.append(f"storage: {storage}; category profile: {mesh.category_profile}")
     if mesh.tokens:

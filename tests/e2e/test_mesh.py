@@ -96,3 +96,18 @@ async def test_health_of_every_service(mesh):
         async with grpc.aio.insecure_channel(address) as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+
+
+async def test_every_service_serves_prometheus_metrics(mesh):
+    import asyncio
+    import urllib.request
+
+    def scrape(address: str) -> str:
+        return urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
+
+    assert set(mesh.metrics_addresses) == set(mesh.addresses)
+    for name, address in mesh.metrics_addresses.items():
+        body = await asyncio.to_thread(scrape, address)
+        assert "# TYPE switchyard_rpc_total counter" in body, name
+    scheduler = await asyncio.to_thread(scrape, mesh.metrics_addresses["scheduler"])
+    assert 'method="ConnectWorker"' in scheduler or 'method="EnqueueTasks"' in scheduler

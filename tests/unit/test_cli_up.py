@@ -133,12 +133,12 @@ async def test_a_service_that_exits_fails_the_start_clearly(tmp_path: Path) -> N
         gpu_workers=0,
         cpu_workers=1,
         startup_timeout_s=60,
-        env={"SWITCHYARD_PROFILE_STORE_METRICS_PORT": "-7"},  # an invalid setting: exits at start
+        env={"SWITCHYARD_PROFILE_STORE_GRACE_PERIOD_S": "-1"},  # an invalid setting: exits at start
     )
     mesh = Mesh(options)
     with pytest.raises(MeshError) as caught:
         await mesh.start()
     assert caught.value.reason == "SERVICE_EXITED"
     assert caught.value.service == "profile_store"
-    assert any("metrics_port" in line for line in caught.value.log_tail)
+    assert any("grace_period_s" in line for line in caught.value.log_tail)
     assert all(c.exit_code() is not None for c in mesh.processes.values())
