@@ -238,11 +238,12 @@ class Mesh:
     def _settings(self, name: str) -> dict[str, str]:
         """The section-specific settings of one service."""
         if name == "profile_store":
-            return {"database_url": self.database_url(name)}
+            return {"database_url": self.database_url(name), "classifier_address": self.classifier_address}
         if name == "scheduler":
             return {
                 "database_url": self.database_url(name),
                 "profile_store_address": self.profile_store_address,
+                "classifier_address": self.classifier_address,
             }
         if name == "classifier":
             return {

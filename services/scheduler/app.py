@@ -17,6 +17,7 @@ from services.scheduler.engine import Engine
 from services.scheduler.profiles import ProfileCache, ProfileFeed
 from services.scheduler.servicer import SchedulerServicer
 from services.scheduler.sql_store import SqlTaskStore
+from services.scheduler.tenants import TenantFeed
 from switchyard.v1 import scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class SchedulerApp:
         self.profiles = ProfileCache(config.usage_half_life_s)
         self.engine = Engine(config, self.store, self.clock, self.profiles)
         self.feed = ProfileFeed(self.profiles, config.profile_store_address, config.internal_token)
+        self.tenant_feed = TenantFeed(self.engine.tenants, config.classifier_address, config.internal_token)
         self.server = GrpcServer(
             "scheduler",
             config,
@@ -52,6 +54,7 @@ class SchedulerApp:
         restored = await self.engine.restore()
         log.info("queues rebuilt", extra={"restored_tasks": restored})
         self.feed.start()
+        self.tenant_feed.start()
         await self.server.start()
         self._loops = [
             asyncio.create_task(self._cycle_loop(), name="placement-cycle"),
@@ -72,6 +75,7 @@ class SchedulerApp:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         await self.feed.stop()
+        await self.tenant_feed.stop()
         await self.engine.committer.stop()
         await self.store.close()
 

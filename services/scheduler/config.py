@@ -15,6 +15,8 @@ class SchedulerConfig(ServerConfig):
     port: int = 50052
     database_url: str = "sqlite:///.switchyard/scheduler.db"
     profile_store_address: str = "127.0.0.1:50053"
+    # The classifier's tenant registry (shares and quotas arrive over WatchTenants).
+    classifier_address: str = "127.0.0.1:50051"
     heartbeat_interval_ms: int = 1000
     heartbeat_timeout_s: float = 10.0
     # How often the placement loop runs when nothing wakes it earlier.

@@ -26,6 +26,7 @@ from services.scheduler.deps import Dependencies
 from services.scheduler.model import JobRecord, TaskRecord, TaskState
 from services.scheduler.profiles import ProfileCache
 from services.scheduler.store import TaskStore
+from services.scheduler.tenants import TenantBook
 from services.scheduler.watch import Watchers
 from services.scheduler.workers import WorkerRegistry
 from switchyard.v1 import scheduler_pb2, types_pb2
@@ -64,6 +65,8 @@ class Engine:
         self.priors = Priors(cpu_seconds=config.prior_cpu_seconds, gpu_seconds=config.prior_gpu_seconds)
         self.wake = asyncio.Event()
         self._idempotent: dict[tuple[str, str], str] = {}
+        self.tenants = TenantBook()
+        profiles.shares = self.tenants.shares
 
     # ---- admission -------------------------------------------------------------------
 
@@ -73,6 +76,8 @@ class Engine:
         records = [record_from_proto(t, now) for t in incoming]
         existing = await self._idempotent_hits(records)
         fresh = [r for r in records if (r.tenant, r.idempotency_key or "") not in existing]
+        for tenant in sorted({r.tenant for r in fresh}):
+            self.tenants.admit(tenant, sum(1 for r in fresh if r.tenant == tenant), now)
         await self._check_dependencies(fresh)
         failed_deps = await self.deps.prepare(fresh, self.tasks, self.store)
         for record in fresh:
@@ -125,10 +130,26 @@ class Engine:
         if record.state.terminal:
             return
         self.tasks[record.id] = record
+        self._count(record, +1)
         if record.idempotency_key:
             self._idempotent[(record.tenant, record.idempotency_key)] = record.id
         if record.state is TaskState.QUEUED:
             self._push(record)
+
+    def _count(self, record: TaskRecord, delta: int) -> None:
+        if record.state in (TaskState.PENDING, TaskState.QUEUED):
+            self.tenants.count(self.tenants.queued, record.tenant, delta)
+        elif record.state in (TaskState.ASSIGNED, TaskState.RUNNING):
+            self.tenants.count(self.tenants.running, record.tenant, delta)
+
+    def _move(self, record: TaskRecord, state: TaskState) -> None:
+        """Change an admitted task's state, keeping the per-tenant counts right."""
+        admitted = self.tasks.get(record.id) is record
+        if admitted:
+            self._count(record, -1)
+        record.state = state
+        if admitted:
+            self._count(record, +1)
 
     def _push(self, record: TaskRecord) -> None:
         now = self.clock.now()
@@ -160,7 +181,12 @@ class Engine:
             device_classes=self.workers.classes,
             estimator=self.profiles,
             priors=self.priors,
+            tenant_room=self._tenant_room,
         )
+
+    def _tenant_room(self, tenant: str) -> int | None:
+        cap = self.tenants.quotas[tenant].max_running if tenant in self.tenants.quotas else 0
+        return max(cap - self.tenants.running.get(tenant, 0), 0) if cap else None
 
     async def run_cycle(self) -> int:
         """(1) snapshot → (2) decide → (3) persist → (4) dispatch. Returns placements made."""
@@ -178,7 +204,8 @@ class Engine:
             if link is None:
                 continue
             self.queues[record.demand.group].remove(record.id)
-            record.state, record.worker_id, record.assigned_at = TaskState.ASSIGNED, link.slots.worker_id, now
+            self._move(record, TaskState.ASSIGNED)
+            record.worker_id, record.assigned_at = link.slots.worker_id, now
             record.attempt += 1
             record.token = sign_assignment(
                 self.config.internal_token, record.id, record.attempt, record.worker_id
@@ -220,7 +247,7 @@ class Engine:
         record = self._live_assignment(worker_id, started.task_id, started.attempt)
         if record is None or record.state is not TaskState.ASSIGNED:
             return
-        record.state = TaskState.RUNNING
+        self._move(record, TaskState.RUNNING)
         record.started_at = (
             started.started_at.ToNanoseconds() / 1e9 if started.HasField("started_at") else self.clock.now()
         )
@@ -257,7 +284,8 @@ class Engine:
         self._finish(record, state, reason or None, outcome.error.message or None, now)
 
     def _requeue(self, record: TaskRecord) -> None:
-        record.state, record.worker_id, record.token = TaskState.QUEUED, None, ""
+        self._move(record, TaskState.QUEUED)
+        record.worker_id, record.token = None, ""
         record.assigned_at = record.started_at = None
         self.committer.update([record])
         self._push(record)
@@ -267,7 +295,8 @@ class Engine:
         self, record: TaskRecord, state: TaskState, reason: str | None, message: str | None, now: float
     ) -> TaskRecord:
         """Make a task terminal, release its dependents, and queue the write."""
-        record.state, record.finished_at = state, now
+        self._move(record, state)
+        record.finished_at = now
         record.error_reason, record.error_message = reason, message
         self.committer.update([record])
         for dependent, why in self.deps.resolved(record):
@@ -275,7 +304,7 @@ class Engine:
             if child is None or child.state is not TaskState.PENDING:
                 continue
             if why is None:
-                child.state = TaskState.QUEUED
+                self._move(child, TaskState.QUEUED)
                 self.committer.update([child])
                 self._push(child)
             else:

@@ -28,6 +28,8 @@ class ProfileCache:
         self.half_life_s = half_life_s
         self.profiles: dict[ProfileKey, ProfileEstimate] = {}
         self.published: dict[str, float] = {}
+        # Shares from the tenant registry (the scheduler's TenantBook keeps this current).
+        self.shares: dict[str, float] = {}
         self._local_usage: dict[str, tuple[float, float]] = {}
 
     def estimate(self, key: ProfileKey) -> ProfileEstimate | None:
@@ -55,8 +57,7 @@ class ProfileCache:
         if tenant in self.published:
             return self.published[tenant]
         usage = {t: decay(u, now - at, self.half_life_s) for t, (u, at) in self._local_usage.items()}
-        scores = usage_scores(usage, {})
-        score = scores.get(tenant, 0.0)
+        score = usage_scores(usage, self.shares).get(tenant, 0.0)
         return fair_share_factor(score, 1.0)
 
 

@@ -66,7 +66,11 @@ class Queries:
             unmet = sorted(self.engine.deps.unmet(record.id))
             return [f"waiting on dependencies: {', '.join(unmet)}"]
         if record.state is TaskState.QUEUED:
-            return self.engine.workers.wait_reasons(record.demand) + list(record.flags)
+            reasons = self.engine.workers.wait_reasons(record.demand) + list(record.flags)
+            if self.engine.tenants.at_running_cap(record.tenant):
+                cap = self.engine.tenants.quotas[record.tenant].max_running
+                reasons.insert(0, f"quota: tenant {record.tenant!r} is at its running-task quota ({cap})")
+            return reasons
         if record.state.terminal:
             reason = f": {record.error_reason}" if record.error_reason else ""
             return [f"finished {record.state.name}{reason}"]

@@ -304,3 +304,64 @@ async def test_restart_rebuilds_queues_from_the_database(database_url):
             await worker.close()
     finally:
         await app2.stop()
+
+
+def quota_tenant(name: str, **quotas) -> types_pb2.Tenant:
+    return types_pb2.Tenant(name=name, share=1.0, quotas=types_pb2.TenantQuotas(**quotas))
+
+
+def quota_violations(err: grpc.aio.AioRpcError) -> list[str]:
+    from google.rpc import error_details_pb2
+
+    status = rpc_status.from_call(err)
+    out = []
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+            qf = error_details_pb2.QuotaFailure()
+            detail.Unpack(qf)
+            out += [v.subject for v in qf.violations]
+    return out
+
+
+async def test_queued_quota_rejects_the_whole_submit_and_keeps_what_was_accepted(scheduler, stub):
+    scheduler.engine.tenants.apply([quota_tenant("acme", max_queued_tasks=3)], [], snapshot=True)
+    first = [classified() for _ in range(2)]
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=first))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[classified(), classified()]))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert quota_violations(err.value) == ["tenant:acme"]
+    got = await stub.GetTasks(
+        pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[t.id for t in first])
+    )
+    assert len(got.tasks) == 2
+    # another tenant is not held back by acme's quota
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[classified("globex") for _ in range(4)]))
+
+
+async def test_submit_rate_limit_with_burst(scheduler, stub):
+    scheduler.engine.tenants.apply(
+        [quota_tenant("acme", submit_rate_per_second=0.01, submit_burst=3)], [], True
+    )
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[classified() for _ in range(3)]))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[classified()]))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "submit rate" in (err.value.details() or "")
+
+
+async def test_running_quota_holds_tasks_back_and_explains_why(scheduler, stub):
+    scheduler.engine.tenants.apply([quota_tenant("acme", max_running_tasks=1)], [], snapshot=True)
+    tasks = [classified() for _ in range(3)]
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=tasks))
+    worker = ScriptedWorker(stub, slots=3)
+    await worker.connect()
+    await assert_eventually(lambda: worker.assignments, msg="one assigned")
+    await asyncio.sleep(0.3)
+    assert len(worker.assignments) == 1
+    waiting = next(t for t in tasks if t.id != worker.assignments[0].task.id)
+    exp = await stub.ExplainTask(pb.SchedulerServiceExplainTaskRequest(tenant="acme", task_id=waiting.id))
+    assert exp.explanation.wait_reasons[0].startswith("quota:")
+    worker.finish(worker.assignments[0])
+    await assert_eventually(lambda: len(worker.assignments) == 2, msg="the next one starts when a slot frees")
+    await worker.close()

@@ -204,3 +204,20 @@ def test_cold_profile_is_explored_on_ties():
     workers = [worker("a", model="cpu-a"), worker("b", model="cpu-b")]
     decisions = plan_cycle(view_of([demand("t")], workers, profiles), ManualClock())
     assert decisions.placements[0].worker_id == "b"
+
+
+def test_cycle_respects_a_tenants_running_room():
+    tasks = [demand(f"a{i}", tenant="acme", priority_class=90) for i in range(3)] + [
+        demand("g", tenant="globex")
+    ]
+    view = view_of(tasks, [worker("w", free=4)])
+    limited = SchedulerView(
+        view.queues,
+        view.task,
+        view.device_classes,
+        view.estimator,
+        view.priors,
+        tenant_room=lambda t: 1 if t == "acme" else None,
+    )
+    placed = [p.task_id for p in plan_cycle(limited, ManualClock()).placements]
+    assert sorted(placed) == ["a0", "g"]

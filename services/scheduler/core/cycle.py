@@ -3,7 +3,8 @@
 The service calls `plan_cycle` with a read-only view; it returns decisions and changes
 nothing. Numbered steps, as the service's loop: (1) merge the heads of the group queues by
 priority, (2) expire tasks whose deadline passed before they started, (3) place each task
-on the worker with the earliest predicted completion, (4) stop when no slot is free.
+on the worker with the earliest predicted completion, unless its tenant is at its running
+quota, (4) stop when no slot is free.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class SchedulerView:
     device_classes: Mapping[tuple[int, str], list[WorkerSlots]]
     estimator: Estimator
     priors: Priors
+    # How many more tasks a tenant may start now (its running quota); None means no limit.
+    tenant_room: Callable[[str], int | None] = lambda _tenant: None
 
 
 def plan_cycle(view: SchedulerView, clock: Clock, limits: CycleLimits | None = None) -> CycleDecisions:
@@ -51,6 +54,7 @@ def plan_cycle(view: SchedulerView, clock: Clock, limits: CycleLimits | None = N
     placements: list[Placement] = []
     expiries: list[Expiry] = []
     skips = 0
+    started: dict[str, int] = {}
     # (1) one ordered stream over all groups
     merged = heapq.merge(*(q.ordered() for q in view.queues.values()))
     for entry in merged:
@@ -62,6 +66,10 @@ def plan_cycle(view: SchedulerView, clock: Clock, limits: CycleLimits | None = N
         # (2) a deadline that passed before the task started expires it
         if task.deadline is not None and task.deadline < now:
             expiries.append(Expiry(task.task_id, "deadline passed before the task started"))
+            continue
+        room = view.tenant_room(task.tenant)
+        if room is not None and started.get(task.tenant, 0) >= room:
+            skips += 1
             continue
         # (3) earliest predicted completion among eligible workers with a free slot
         best = best_worker(task, view.device_classes.values(), taken, view.estimator, view.priors)
@@ -79,4 +87,5 @@ def plan_cycle(view: SchedulerView, clock: Clock, limits: CycleLimits | None = N
             )
         )
         taken[best.worker.worker_id] = taken.get(best.worker.worker_id, 0) + 1
+        started[task.tenant] = started.get(task.tenant, 0) + 1
     return CycleDecisions(placements, expiries)
