@@ -38,6 +38,8 @@ class ProfileStoreApp:
             db.create_engine(config.database_url, SCHEMA),
             ewma_alpha=config.ewma_alpha,
             usage_half_life_s=config.usage_half_life_s,
+            reference_device=config.reference_device,
+            speed_min_samples=config.speed_min_samples,
         )
         servicer = ProfileStoreServicer(
             self.store, self.feed, internal_token=config.internal_token, batch_max=config.ingest_batch_max

@@ -21,6 +21,13 @@ class ProfileStoreConfig(ServerConfig):
     ewma_alpha: float = 0.2
     # Tenant usage halves every this many seconds (DESIGN §4 fair share).
     usage_half_life_s: float = 3600
+    # Device model whose seconds are the unit of tenant usage; "" = the most-measured one.
+    reference_device: str = ""
+    # Samples a profile needs before its mean counts towards a device's speed.
+    speed_min_samples: int = 3
+    # The classifier, whose tenant registry gives the tenants' shares (WatchTenants);
+    # "" = no classifier, every tenant has share 1.0.
+    classifier_address: str = "127.0.0.1:50051"
     # Watch streams send at most one message per window, holding every change in it.
     watch_coalesce_s: float = 0.5
     # Most metrics in one IngestMetrics request; larger requests are refused item by item.
@@ -36,6 +43,8 @@ class ProfileStoreConfig(ServerConfig):
             out.append("usage_half_life_s: must be positive")
         if not (math.isfinite(self.watch_coalesce_s) and 0 <= self.watch_coalesce_s <= 60):
             out.append("watch_coalesce_s: must be between 0 and 60")
+        if not 1 <= self.speed_min_samples <= 1_000_000:
+            out.append("speed_min_samples: must be between 1 and 1000000")
         if not 1 <= self.ingest_batch_max <= 10_000:
             out.append("ingest_batch_max: must be between 1 and 10000")
         return out

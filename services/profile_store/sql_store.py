@@ -35,6 +35,7 @@ from services.profile_store.schema import (
     TenantUsageRow,
     WorkerProfileRow,
 )
+from services.profile_store.speeds import DEFAULT_MIN_SAMPLES, SpeedTable, WorkloadTime, speed_table
 from services.profile_store.stats import ProfileStats, QuantileSketch, Welford
 
 SAMPLES = cast(sa.Table, MetricSampleRow.__table__)
@@ -54,13 +55,19 @@ class SqlProfileStore:
         *,
         ewma_alpha: float = 0.2,
         usage_half_life_s: float = 3600.0,
-        reference_speeds: Mapping[str, float] | None = None,
+        reference_device: str = "",
+        speed_min_samples: int = DEFAULT_MIN_SAMPLES,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._engine = engine
         self._alpha = ewma_alpha
         self._half_life = usage_half_life_s
-        self._speeds = dict(reference_speeds or {})
+        self._reference = reference_device
+        self._speed_min_samples = speed_min_samples
+        # Mean time per profile (key id → workload time), loaded once, then kept in step
+        # with every committed fold; the speed table is derived from it (speeds.py).
+        self._workloads: dict[str, WorkloadTime] | None = None
+        self._speed_table = SpeedTable()
         self._clock = clock
         self._shares: dict[str, float] = {}
         self._lock = asyncio.Lock()
@@ -75,14 +82,22 @@ class SqlProfileStore:
         for i, m in enumerate(metrics):
             first.setdefault((m.task_id, m.attempt), i)
         now = self._clock()
-        async with self._lock, self._engine.begin() as conn:
-            inserted = await self._insert_samples(conn, [metrics[i] for i in first.values()], now)
-            stored = {first[k] for k in inserted}
-            new = [metrics[i] for i in sorted(stored)]
-            await self._upsert_resources(conn, metrics, now)
-            profiles = await self._fold_profiles(conn, new, now)
-            await self._fold_worker_profiles(conn, new, now)
-            scores = await self._charge_tenants(conn, new, now)
+        async with self._lock:
+            async with self._engine.begin() as conn:
+                workloads = await self._load_workloads(conn)
+                inserted = await self._insert_samples(conn, [metrics[i] for i in first.values()], now)
+                stored = {first[k] for k in inserted}
+                new = [metrics[i] for i in sorted(stored)]
+                await self._upsert_resources(conn, metrics, now)
+                profiles = await self._fold_profiles(conn, new, now)
+                await self._fold_worker_profiles(conn, new, now)
+                table = self._speed_table
+                if profiles:
+                    workloads = {**workloads, **{p.key.id: _workload_time(p) for p in profiles}}
+                    table = self._speeds_of(workloads)
+                scores = await self._charge_tenants(conn, new, now, table)
+            # Committed: only now does the in-memory view move on.
+            self._workloads, self._speed_table = workloads, table
         return IngestResult(
             duplicates=[i not in stored for i in range(len(metrics))], profiles=profiles, scores=scores
         )
@@ -175,13 +190,39 @@ class SqlProfileStore:
             stats.observe(m.execution_time_s or 0.0, m.throughput, self._alpha)
         return stats
 
+    async def _load_workloads(self, conn: AsyncConnection) -> dict[str, WorkloadTime]:
+        if self._workloads is None:
+            columns = (PROFILES.c.key_id, PROFILES.c.device_model, PROFILES.c.mean, PROFILES.c.count)
+            rows = await conn.execute(sa.select(*columns))
+            self._workloads = {
+                r.key_id: WorkloadTime(
+                    device_model=r.device_model,
+                    workload=_workload(r.key_id),
+                    seconds=r.mean,
+                    count=r._mapping["count"],
+                )
+                for r in rows
+            }
+            self._speed_table = self._speeds_of(self._workloads)
+        return self._workloads
+
+    def _speeds_of(self, workloads: Mapping[str, WorkloadTime]) -> SpeedTable:
+        return speed_table(workloads.values(), reference=self._reference, min_samples=self._speed_min_samples)
+
+    async def speed_table(self) -> SpeedTable:
+        async with self._lock:
+            if self._workloads is None:
+                async with self._engine.connect() as conn:
+                    await self._load_workloads(conn)
+            return self._speed_table
+
     async def _charge_tenants(
-        self, conn: AsyncConnection, new: Sequence[Metric], now: datetime
+        self, conn: AsyncConnection, new: Sequence[Metric], now: datetime, speeds: SpeedTable
     ) -> list[TenantScore]:
         charges: dict[str, float] = defaultdict(float)
         for m in new:
             if m.execution_time_s is not None:
-                charges[m.tenant] += usage.usage_charge(m.execution_time_s, m.device_model, self._speeds)
+                charges[m.tenant] += usage.usage_charge(m.execution_time_s, m.device_model, speeds.speeds)
         if not charges:
             return []
         query = sa.select(TENANT_USAGE).where(TENANT_USAGE.c.tenant.in_(sorted(charges))).with_for_update()
@@ -262,6 +303,17 @@ class SqlProfileStore:
 def _aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything stored is UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _workload(key_id: str) -> str:
+    """The profile key id without its device model (the first field)."""
+    return key_id.partition("\x1f")[2]
+
+
+def _workload_time(p: Profile) -> WorkloadTime:
+    return WorkloadTime(
+        device_model=p.key.device_model, workload=_workload(p.key.id), seconds=p.mean_seconds, count=p.count
+    )
 
 
 def _profiled(metrics: Sequence[Metric]) -> list[Metric]:

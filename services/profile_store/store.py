@@ -11,8 +11,10 @@ Constraints
   and tenant usage commit together or not at all.
 - Only SUCCEEDED metrics with an execution time update profiles (device-model and
   per-worker); every stored metric with an execution time charges its tenant's usage.
-- Tenant usage is in reference-device-seconds, decayed with the configured half-life;
-  reads decay it to the store's clock, so all tenants are compared at the same instant.
+- Tenant usage is in reference-device-seconds (execution time x the device model's speed
+  from `speed_table`, derived from the committed profiles, see speeds.py), decayed with
+  the configured half-life; reads decay it to the store's clock, so all tenants are
+  compared at the same instant.
 - One profile store process writes a database at a time (ingest is serialised in process).
 - Metrics are validated by the caller; the store trusts them.
 """
@@ -33,6 +35,7 @@ from services.profile_store.model import (
     TenantScore,
     WorkerProfile,
 )
+from services.profile_store.speeds import SpeedTable
 
 
 class ProfileStore(Protocol):
@@ -56,6 +59,10 @@ class ProfileStore(Protocol):
 
     async def tenant_scores(self) -> list[TenantScore]:
         """Every tenant's decayed usage and fair-share score, as of now."""
+        ...
+
+    async def speed_table(self) -> SpeedTable:
+        """Each device model's speed relative to the reference device, as charged now."""
         ...
 
     def set_shares(self, shares: Mapping[str, float]) -> None:

@@ -16,8 +16,9 @@ DEFAULT_SHARE = 1.0
 
 
 def reference_speed(device_model: str, speeds: Mapping[str, float] | None = None) -> float:
-    """How much faster than the reference device `device_model` is (1.0 until a speed table
-    is configured: then a second on a 2x device costs two reference seconds)."""
+    """How much faster than the reference device `device_model` is, from the speed table the
+    profiles give (speeds.py): a second on a 2x device costs two reference seconds. A device
+    without a measured speed counts as the reference (1.0)."""
     return (speeds or {}).get(device_model, 1.0)
 
 

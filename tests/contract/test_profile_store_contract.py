@@ -249,3 +249,32 @@ async def test_a_full_batch_in_one_call(store: SqlProfileStore) -> None:
     assert profile is not None and profile.count == 500
     again = await store.ingest([*batch[:10], metric("new", 0.5)])
     assert list(again.duplicates) == [True] * 10 + [False]
+
+
+async def test_usage_is_charged_at_the_measured_device_speed(store: SqlProfileStore, clock: Clock) -> None:
+    # Four a100 runs at 2 s: a100 is the only device, so the reference; 8 reference-seconds.
+    await store.ingest([metric(f"a{i}", 2.0, device_model="a100", tenant="x") for i in range(4)])
+    # Three h100 runs of the same workload at 1 s: h100 is 2x faster, each second costs 2.
+    await store.ingest([metric(f"h{i}", 1.0, device_model="h100", tenant="y") for i in range(3)])
+    table = await store.speed_table()
+    assert table.reference == "a100"
+    assert table.speeds["h100"] == pytest.approx(2.0)
+    scores = {s.tenant: s.decayed_usage for s in await store.tenant_scores()}
+    assert scores == {"x": pytest.approx(8.0), "y": pytest.approx(6.0)}
+    # Half-life 3600 s: an hour later both have halved.
+    clock.now += timedelta(hours=1)
+    later = {s.tenant: s.decayed_usage for s in await store.tenant_scores()}
+    assert later == {"x": pytest.approx(4.0), "y": pytest.approx(3.0)}
+
+
+async def test_speed_table_is_rebuilt_from_the_database(database_url: str, store: SqlProfileStore) -> None:
+    await store.ingest([metric(f"a{i}", 3.0, device_model="a100") for i in range(3)])
+    await store.ingest([metric(f"h{i}", 1.0, device_model="h100") for i in range(4)])
+    fresh = SqlProfileStore(create_engine(database_url, SCHEMA))
+    try:
+        table = await fresh.speed_table()
+    finally:
+        await fresh.close()
+    # h100 has more samples now, so it is the reference; a100 is a third as fast.
+    assert table.reference == "h100"
+    assert table.speeds["a100"] == pytest.approx(1 / 3)
