@@ -59,6 +59,8 @@ class ClassifierApp:
             scheduler_pb2_grpc.SchedulerServiceStub(self.channel),
             timeout_s=config.scheduler_timeout_s,
             anonymous=ANONYMOUS if config.allow_anonymous else None,
+            tenants=self.store.list_tenants,
+            tenant_poll_s=config.tenant_watch_poll_s,
         )
         if config.allow_anonymous:
             log.warning("authentication is OFF (allow_anonymous): every caller is tenant 'default'")

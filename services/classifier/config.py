@@ -30,6 +30,8 @@ class ClassifierConfig(ServerConfig):
     allow_anonymous: bool = False
     # Deadline of unary calls to the scheduler.
     scheduler_timeout_s: float = 30.0
+    # How often each WatchTenants stream re-reads the tenant registry for changes.
+    tenant_watch_poll_s: float = 2.0
 
     def problems(self) -> list[str]:
         out = super().problems()
@@ -47,5 +49,7 @@ class ClassifierConfig(ServerConfig):
             out.append("max_task_data_bytes: must not be negative")
         if self.scheduler_timeout_s <= 0:
             out.append("scheduler_timeout_s: must be positive")
+        if not 0.05 <= self.tenant_watch_poll_s <= 3600:
+            out.append("tenant_watch_poll_s: must be from 0.05 to 3600 seconds")
         out.extend(read_categories_file(self.categories_file)[1])
         return out

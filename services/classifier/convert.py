@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from common.timeutil import to_timestamp
-from services.classifier.model import Classification, Eligibility, Precision, SpecTraits
+from services.classifier.model import (
+    Classification,
+    Eligibility,
+    Precision,
+    SpecTraits,
+    Tenant,
+    TenantQuotas,
+)
+from services.classifier.tenant_watch import TenantChanges
 from switchyard.v1 import classifier_pb2, types_pb2
 
 _ELIGIBILITY_TO_PROTO = {
@@ -79,3 +87,31 @@ def task_to_proto(
     )
     task.spec.CopyFrom(spec)
     return task
+
+
+def quotas_to_proto(value: TenantQuotas) -> types_pb2.TenantQuotas:
+    return types_pb2.TenantQuotas(
+        max_queued_tasks=value.max_queued_tasks,
+        max_running_tasks=value.max_running_tasks,
+        submit_rate_per_second=value.submit_rate_per_second,
+        submit_burst=value.submit_burst,
+    )
+
+
+def quotas_from_proto(message: types_pb2.TenantQuotas) -> TenantQuotas:
+    return TenantQuotas(
+        max_queued_tasks=message.max_queued_tasks,
+        max_running_tasks=message.max_running_tasks,
+        submit_rate_per_second=message.submit_rate_per_second,
+        submit_burst=message.submit_burst,
+    )
+
+
+def tenant_to_proto(value: Tenant) -> types_pb2.Tenant:
+    return types_pb2.Tenant(name=value.name, share=value.share, quotas=quotas_to_proto(value.quotas))
+
+
+def tenant_changes_to_proto(value: TenantChanges) -> classifier_pb2.WatchTenantsResponse:
+    return classifier_pb2.WatchTenantsResponse(
+        tenants=[tenant_to_proto(t) for t in value.tenants], snapshot=value.snapshot, removed=value.removed
+    )

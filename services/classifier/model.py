@@ -73,10 +73,24 @@ class Conflict:
 
 
 @dataclass(frozen=True)
+class TenantQuotas:
+    """Limits the scheduler enforces per tenant; 0 means unlimited."""
+
+    max_queued_tasks: int = 0
+    max_running_tasks: int = 0
+    submit_rate_per_second: float = 0.0
+    submit_burst: int = 0
+
+
+UNLIMITED = TenantQuotas()
+
+
+@dataclass(frozen=True)
 class Tenant:
     name: str
     share: float
     created_at: datetime
+    quotas: TenantQuotas = UNLIMITED
 
 
 @dataclass(frozen=True)

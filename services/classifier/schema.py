@@ -30,6 +30,17 @@ class TenantRow(Base):
     name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     share: Mapped[float] = mapped_column(sa.Float, nullable=False, default=1.0, server_default="1")
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    # Quotas the scheduler enforces (0 = unlimited); shipped to it by WatchTenants.
+    max_queued_tasks: Mapped[int] = mapped_column(
+        sa.BigInteger, nullable=False, default=0, server_default="0"
+    )
+    max_running_tasks: Mapped[int] = mapped_column(
+        sa.BigInteger, nullable=False, default=0, server_default="0"
+    )
+    submit_rate_per_second: Mapped[float] = mapped_column(
+        sa.Float, nullable=False, default=0.0, server_default="0"
+    )
+    submit_burst: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0, server_default="0")
 
 
 class UserRow(Base):

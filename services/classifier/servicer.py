@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from common.auth import Principal, principal_var
-from common.errors import Unauthenticated, Violations
+from common.auth import Principal, principal_var, require_internal
+from common.errors import Unauthenticated, Unavailable, Violations
 from common.logs import request_id_var
-from services.classifier.convert import classification_to_proto
+from services.classifier.convert import classification_to_proto, tenant_changes_to_proto
 from services.classifier.follow import DEFAULT_POLL_S, follow_job
 from services.classifier.forward import scheduler_errors
 from services.classifier.intake import Intake
+from services.classifier.tenant_watch import LoadTenants, watch_tenants
 from services.classifier.validation import check_ids, check_required
 from switchyard.v1 import classifier_pb2, classifier_pb2_grpc, scheduler_pb2, types_pb2
 
@@ -34,12 +35,16 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         timeout_s: float = 30.0,
         anonymous: Principal | None = None,
         job_poll_s: float = DEFAULT_POLL_S,
+        tenants: LoadTenants | None = None,
+        tenant_poll_s: float = 2.0,
     ) -> None:
         self.intake = intake
         self.scheduler = scheduler
         self.timeout_s = timeout_s
         self.anonymous = anonymous
         self.job_poll_s = job_poll_s
+        self.tenants = tenants
+        self.tenant_poll_s = tenant_poll_s
         self.id_limit = intake.ctx.limits.max_tasks_per_submit
 
     async def SubmitTasks(
@@ -151,6 +156,16 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         async with scheduler_errors(context):
             reply = await self.scheduler.ExplainTask(forwarded, **self._call())
         return classifier_pb2.ExplainTaskResponse(explanation=reply.explanation)
+
+    async def WatchTenants(
+        self, request: classifier_pb2.WatchTenantsRequest, context: Context
+    ) -> AsyncIterator[classifier_pb2.WatchTenantsResponse]:
+        if self.anonymous is None:
+            require_internal()  # with authentication off (allow_anonymous) every caller may
+        if self.tenants is None:
+            raise Unavailable("this classifier has no tenant registry", reason="REGISTRY_UNAVAILABLE")
+        async for changes in watch_tenants(self.tenants, poll_s=self.tenant_poll_s):
+            yield tenant_changes_to_proto(changes)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -8,7 +8,10 @@ Constraints (every implementation, checked by tests/contract/test_classifier_sto
 - Revoking is permanent and idempotent: `revoke_token` says whether it revoked anything.
 - Tenant and user names are 1-64 characters of [A-Za-z0-9_.-]; creating one that exists
   raises AlreadyExists; a user or token of a missing tenant/user raises NotFound.
-- A tenant's share is a finite number > 0 (default 1).
+- A tenant's share is a finite number > 0 (default 1). Its quotas are numbers from 0 to
+  MAX_QUOTA, 0 meaning unlimited (the default); a bad share or quota raises InvalidArgument
+  naming every bad field. `update_tenant` changes only what it is given.
+- `list_tenants` is ordered by name; an unreachable database raises Unavailable.
 """
 
 from __future__ import annotations
@@ -17,13 +20,20 @@ import re
 from typing import Protocol
 
 from common.auth import Principal
-from services.classifier.model import IssuedToken, Tenant, User
+from services.classifier.model import UNLIMITED, IssuedToken, Tenant, TenantQuotas, User
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_QUOTA = 10**12
 
 
 class TenantStore(Protocol):
-    async def create_tenant(self, name: str, share: float = 1.0) -> Tenant: ...
+    async def create_tenant(
+        self, name: str, share: float = 1.0, quotas: TenantQuotas = UNLIMITED
+    ) -> Tenant: ...
+
+    async def update_tenant(
+        self, name: str, *, share: float | None = None, quotas: TenantQuotas | None = None
+    ) -> Tenant: ...
 
     async def get_tenant(self, name: str) -> Tenant | None: ...
 

@@ -81,6 +81,11 @@ class ClassifierServiceStub:
                 request_serializer=switchyard_dot_v1_dot_classifier__pb2.ExplainTaskRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_classifier__pb2.ExplainTaskResponse.FromString,
                 _registered_method=True)
+        self.WatchTenants = channel.unary_stream(
+                '/switchyard.v1.ClassifierService/WatchTenants',
+                request_serializer=switchyard_dot_v1_dot_classifier__pb2.WatchTenantsRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_classifier__pb2.WatchTenantsResponse.FromString,
+                _registered_method=True)
 
 
 class ClassifierServiceServicer:
@@ -142,6 +147,14 @@ class ClassifierServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchTenants(self, request, context):
+        """For the scheduler and the profile store (internal token): the registry's tenants with
+        their shares and quotas; a full snapshot first, then every change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClassifierServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +202,11 @@ def add_ClassifierServiceServicer_to_server(servicer, server):
                     servicer.ExplainTask,
                     request_deserializer=switchyard_dot_v1_dot_classifier__pb2.ExplainTaskRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_classifier__pb2.ExplainTaskResponse.SerializeToString,
+            ),
+            'WatchTenants': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTenants,
+                    request_deserializer=switchyard_dot_v1_dot_classifier__pb2.WatchTenantsRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_classifier__pb2.WatchTenantsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -436,6 +454,33 @@ class ClassifierService:
             '/switchyard.v1.ClassifierService/ExplainTask',
             switchyard_dot_v1_dot_classifier__pb2.ExplainTaskRequest.SerializeToString,
             switchyard_dot_v1_dot_classifier__pb2.ExplainTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/switchyard.v1.ClassifierService/WatchTenants',
+            switchyard_dot_v1_dot_classifier__pb2.WatchTenantsRequest.SerializeToString,
+            switchyard_dot_v1_dot_classifier__pb2.WatchTenantsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,10 @@ class ClassifierServiceStub:
     WatchJob: _grpc.UnaryStreamMultiCallable[_classifier_pb2.WatchJobRequest, _classifier_pb2.WatchJobResponse]
     CancelTasks: _grpc.UnaryUnaryMultiCallable[_classifier_pb2.CancelTasksRequest, _classifier_pb2.CancelTasksResponse]
     ExplainTask: _grpc.UnaryUnaryMultiCallable[_classifier_pb2.ExplainTaskRequest, _classifier_pb2.ExplainTaskResponse]
+    WatchTenants: _grpc.UnaryStreamMultiCallable[_classifier_pb2.WatchTenantsRequest, _classifier_pb2.WatchTenantsResponse]
+    """For the scheduler and the profile store (internal token): the registry's tenants with
+    their shares and quotas; a full snapshot first, then every change.
+    """
 
 @_typing.type_check_only
 class ClassifierServiceAsyncStub(ClassifierServiceStub):
@@ -61,6 +65,10 @@ class ClassifierServiceAsyncStub(ClassifierServiceStub):
     WatchJob: _aio.UnaryStreamMultiCallable[_classifier_pb2.WatchJobRequest, _classifier_pb2.WatchJobResponse]  # type: ignore[assignment]
     CancelTasks: _aio.UnaryUnaryMultiCallable[_classifier_pb2.CancelTasksRequest, _classifier_pb2.CancelTasksResponse]  # type: ignore[assignment]
     ExplainTask: _aio.UnaryUnaryMultiCallable[_classifier_pb2.ExplainTaskRequest, _classifier_pb2.ExplainTaskResponse]  # type: ignore[assignment]
+    WatchTenants: _aio.UnaryStreamMultiCallable[_classifier_pb2.WatchTenantsRequest, _classifier_pb2.WatchTenantsResponse]  # type: ignore[assignment]
+    """For the scheduler and the profile store (internal token): the registry's tenants with
+    their shares and quotas; a full snapshot first, then every change.
+    """
 
 class ClassifierServiceServicer(metaclass=_abc_1.ABCMeta):
     """The front door for clients. Every RPC needs `authorization: Bearer <token>`; reads,
@@ -129,5 +137,15 @@ class ClassifierServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _classifier_pb2.ExplainTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_classifier_pb2.ExplainTaskResponse, _abc.Awaitable[_classifier_pb2.ExplainTaskResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def WatchTenants(
+        self,
+        request: _classifier_pb2.WatchTenantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_classifier_pb2.WatchTenantsResponse], _abc.AsyncIterator[_classifier_pb2.WatchTenantsResponse]]:
+        """For the scheduler and the profile store (internal token): the registry's tenants with
+        their shares and quotas; a full snapshot first, then every change.
+        """
 
 def add_ClassifierServiceServicer_to_server(servicer: ClassifierServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

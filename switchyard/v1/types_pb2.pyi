@@ -982,3 +982,62 @@ class Explanation(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Explanation: _TypeAlias = Explanation  # noqa: Y015
+
+@_typing.final
+class TenantQuotas(_message.Message):
+    """Limits the scheduler enforces per tenant; zero means unlimited."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_QUEUED_TASKS_FIELD_NUMBER: _builtins.int
+    MAX_RUNNING_TASKS_FIELD_NUMBER: _builtins.int
+    SUBMIT_RATE_PER_SECOND_FIELD_NUMBER: _builtins.int
+    SUBMIT_BURST_FIELD_NUMBER: _builtins.int
+    max_queued_tasks: _builtins.int
+    max_running_tasks: _builtins.int
+    submit_rate_per_second: _builtins.float
+    """Sustained submit rate (tasks per second) and the burst above it."""
+    submit_burst: _builtins.int
+    def __init__(
+        self,
+        *,
+        max_queued_tasks: _builtins.int = ...,
+        max_running_tasks: _builtins.int = ...,
+        submit_rate_per_second: _builtins.float = ...,
+        submit_burst: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_queued_tasks", b"max_queued_tasks", "max_running_tasks", b"max_running_tasks", "submit_burst", b"submit_burst", "submit_rate_per_second", b"submit_rate_per_second"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TenantQuotas: _TypeAlias = TenantQuotas  # noqa: Y015
+
+@_typing.final
+class Tenant(_message.Message):
+    """A tenant of the registry (a set of users) with its fair-share weight and quotas."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SHARE_FIELD_NUMBER: _builtins.int
+    QUOTAS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    share: _builtins.float
+    @_builtins.property
+    def quotas(self) -> Global___TenantQuotas: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        share: _builtins.float = ...,
+        quotas: Global___TenantQuotas | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quotas", b"quotas"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "quotas", b"quotas", "share", b"share"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tenant: _TypeAlias = Tenant  # noqa: Y015

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from common.auth import Principal, hash_token
 from common.db import create_engine, is_postgres, upgrade
 from common.errors import AlreadyExists, InvalidArgument, NotFound
+from services.classifier.model import UNLIMITED, TenantQuotas
 from services.classifier.sql_store import SqlTenantStore
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "classifier" / "migrations"
@@ -86,3 +87,40 @@ async def test_only_hashes_are_stored(store: SqlTenantStore) -> None:
     flat = " ".join(str(value) for value in rows[0])
     assert issued.token not in flat
     assert hash_token(issued.token) in flat
+
+
+async def test_quotas_default_to_unlimited_and_update_keeps_what_is_not_given(store: SqlTenantStore) -> None:
+    created = await store.create_tenant("acme", 2.0)
+    assert created.quotas == UNLIMITED
+    quotas = TenantQuotas(max_queued_tasks=100, max_running_tasks=8, submit_rate_per_second=2.5)
+    await store.create_tenant("globex", quotas=quotas)
+    got = await store.get_tenant("globex")
+    assert got is not None and got.quotas == quotas and got.share == 1.0
+
+    updated = await store.update_tenant("acme", quotas=TenantQuotas(submit_burst=50))
+    assert (updated.share, updated.quotas) == (2.0, TenantQuotas(submit_burst=50))
+    updated = await store.update_tenant("acme", share=4.0)
+    assert (updated.share, updated.quotas) == (4.0, TenantQuotas(submit_burst=50))
+    assert [(t.name, t.share, t.quotas) for t in await store.list_tenants()] == [
+        ("acme", 4.0, TenantQuotas(submit_burst=50)),
+        ("globex", 1.0, quotas),
+    ]
+
+
+async def test_bad_quotas_and_missing_tenant(store: SqlTenantStore) -> None:
+    with pytest.raises(InvalidArgument) as exc:
+        await store.create_tenant(
+            "acme", quotas=TenantQuotas(max_queued_tasks=-1, submit_rate_per_second=float("inf"))
+        )
+    assert [v.field for v in exc.value.violations] == [
+        "quotas.max_queued_tasks",
+        "quotas.submit_rate_per_second",
+    ]
+    assert await store.get_tenant("acme") is None
+    with pytest.raises(NotFound):
+        await store.update_tenant("acme", share=2.0)
+    await store.create_tenant("acme")
+    with pytest.raises(InvalidArgument):
+        await store.update_tenant("acme", share=0.0)
+    with pytest.raises(InvalidArgument):
+        await store.update_tenant("acme", quotas=TenantQuotas(submit_burst=10**13))

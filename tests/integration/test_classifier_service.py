@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 from services.classifier.admin import seed_demo_tenants
 from services.classifier.app import ClassifierApp
 from services.classifier.config import ClassifierConfig
+from services.classifier.model import TenantQuotas
 from switchyard.v1 import classifier_pb2, classifier_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, types_pb2
 from tests.helpers import assert_eventually, free_port
 
@@ -151,6 +152,7 @@ async def start_app(pg_url: str, scheduler_address: str) -> ClassifierApp:
         max_task_data_bytes=1024,
         scheduler_timeout_s=10,
         grace_period_s=0,
+        tenant_watch_poll_s=0.1,
     )
     app = ClassifierApp(config)
     await app.start()
@@ -399,3 +401,42 @@ async def test_scheduler_down_is_unavailable(pg_url: str) -> None:
             assert len(classified.classifications) == 1
     finally:
         await app.stop()
+
+
+async def test_watch_tenants_sends_a_snapshot_then_changes(mesh: Mesh) -> None:
+    assert mesh.app.store is not None
+    await mesh.app.store.update_tenant("acme", share=2.0, quotas=TenantQuotas(max_queued_tasks=50))
+    stream = mesh.stub.WatchTenants(classifier_pb2.WatchTenantsRequest(), metadata=bearer(INTERNAL))
+    first: Any = await asyncio.wait_for(stream.read(), 20)
+    assert first.snapshot and list(first.removed) == []
+    assert [(t.name, t.share, t.quotas.max_queued_tasks) for t in first.tenants] == [
+        ("acme", 2.0, 50),
+        ("globex", 1.0, 0),
+        ("initech", 1.0, 0),
+    ]
+    await mesh.app.store.update_tenant(
+        "globex", quotas=TenantQuotas(submit_rate_per_second=20, submit_burst=40)
+    )
+    await mesh.app.store.create_tenant("umbrella", 0.5)
+    seen: dict[str, Any] = {}
+    while set(seen) != {"globex", "umbrella"}:
+        update: Any = await asyncio.wait_for(stream.read(), 20)
+        assert not update.snapshot
+        seen.update({t.name: t for t in update.tenants})
+    assert (seen["globex"].quotas.submit_rate_per_second, seen["globex"].quotas.submit_burst) == (20, 40)
+    assert seen["umbrella"].share == 0.5
+    stream.cancel()
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [(None, grpc.StatusCode.UNAUTHENTICATED), ("acme", grpc.StatusCode.PERMISSION_DENIED)],
+)
+async def test_watch_tenants_is_for_services_only(
+    mesh: Mesh, token: str | None, code: grpc.StatusCode
+) -> None:
+    metadata = bearer(mesh.tokens[token]) if token else ()
+    stream = mesh.stub.WatchTenants(classifier_pb2.WatchTenantsRequest(), metadata=metadata)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await asyncio.wait_for(stream.read(), 20)
+    assert exc.value.code() == code
