@@ -46,8 +46,10 @@ run: $(STAMP)
 up: $(STAMP)
 	$(VENV)/bin/switchyard up
 
+## Benchmarks (reports in bench/reports/); BENCH=name runs one. Installs the bench extra.
 bench: $(STAMP)
-	$(PY) -m bench.run
+	$(PY) -m pip install -q "matplotlib==3.11.2"
+	$(PY) -m bench.run $(BENCH)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .switchyard

@@ -1,43 +1,33 @@
-"""Run the benchmarks and write a report under bench/reports/ (make bench)."""
+"""Run benchmarks and write their reports under bench/reports/ (`make bench`).
+
+Usage: python -m bench.run [NAME ...]   (default: all of them)
+"""
 
 from __future__ import annotations
 
-import json
-import platform
-import time
-from pathlib import Path
+import importlib
+import importlib.util
+import sys
 
-from bench import placement
+BENCHMARKS = {
+    "placement": "bench.placement",
+    "submit": "bench.submit",
+    "ingest": "bench.ingest",
+}
 
-REPORTS = Path(__file__).resolve().parent / "reports"
 
-
-def main() -> int:
-    REPORTS.mkdir(exist_ok=True)
-    rows = placement.run()
-    lines = [
-        "# Placement cycle: placements/s of the pure core vs a naive linear scan",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} "
-        f"({platform.python_implementation()} {platform.python_version()}), `make bench`.",
-        "Each cycle places tasks from a prebuilt view until every slot (4 per worker) is full;",
-        "figures are medians of repeated runs with min-max, no I/O (DESIGN §9).",
-        "",
-        "| queued | workers | placed | core placements/s (min-max) | naive placements/s (min-max) | ratio |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['queued']:,} | {r['workers']} | {r['placed']} "
-            f"| {r['core_median']:,.0f} ({r['core_min']:,.0f}-{r['core_max']:,.0f}) "
-            f"| {r['naive_median']:,.0f} ({r['naive_min']:,.0f}-{r['naive_max']:,.0f}) "
-            f"| {float(r['core_median']) / float(r['naive_median']):.1f}x |"
-        )
-    (REPORTS / "placement.md").write_text("\n".join(lines) + "\n")
-    (REPORTS / "placement.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n".join(lines))
-    return 0
+def main(argv: list[str]) -> int:
+    names = argv or [n for n in BENCHMARKS if importlib.util.find_spec(BENCHMARKS[n]) is not None]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    status = 0
+    for name in names:
+        print(f"== {name}", flush=True)
+        status |= importlib.import_module(BENCHMARKS[name]).main()
+    return status
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -178,7 +178,7 @@ class Engine:
         return SchedulerView(
             queues=self.queues,
             task=demand,  # type: ignore[arg-type]
-            device_classes=self.workers.classes,
+            fleet=self.workers.fleet,
             estimator=self.profiles,
             priors=self.priors,
             tenant_room=self._tenant_room,
@@ -212,7 +212,7 @@ class Engine:
             )
             if placement.misses_deadline and "predicted to miss its deadline" not in record.flags:
                 record.flags.append("predicted to miss its deadline")
-            link.slots.free_slots -= 1
+            self.workers.adjust(link.slots, -1)
             link.slots.running.add(record.id)
             changed.append(record)
             outbox.setdefault(link.slots.worker_id, []).append(self._assignment(record))
@@ -257,7 +257,7 @@ class Engine:
         link = self.workers.get(worker_id)
         if link is not None and outcome.task_id in link.slots.running:
             link.slots.running.discard(outcome.task_id)
-            link.slots.free_slots += 1
+            self.workers.adjust(link.slots, +1)
             self.wake.set()
         record = self._live_assignment(worker_id, outcome.task_id, outcome.attempt)
         if record is None:

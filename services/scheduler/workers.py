@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from dataclasses import dataclass, field
 
+from services.scheduler.core.fleet import Fleet
 from services.scheduler.core.model import KINDS_FOR_GROUP, TaskDemand, WorkerSlots
 from services.scheduler.core.placement import fits
 from switchyard.v1 import scheduler_pb2, types_pb2
@@ -30,26 +30,26 @@ class WorkerLink:
 
 
 class WorkerRegistry:
-    """Workers indexed by device class, so placement compares classes, not workers."""
+    """Connected workers: their links, and the fleet index placement reads."""
 
     def __init__(self) -> None:
         self.links: dict[str, WorkerLink] = {}
-        self.classes: dict[tuple[int, str], list[WorkerSlots]] = defaultdict(list)
+        self.fleet = Fleet()
 
     def add(self, link: WorkerLink) -> None:
         self.links[link.slots.worker_id] = link
-        self.classes[(int(link.slots.kind), link.slots.device_model)].append(link.slots)
+        self.fleet.add(link.slots)
 
     def remove(self, worker_id: str) -> WorkerLink | None:
         link = self.links.pop(worker_id, None)
         if link is not None:
-            key = (int(link.slots.kind), link.slots.device_model)
-            members = self.classes.get(key, [])
-            if link.slots in members:
-                members.remove(link.slots)
-            if not members:
-                self.classes.pop(key, None)
+            self.fleet.remove(worker_id)
         return link
+
+    def adjust(self, worker: WorkerSlots, delta: int) -> None:
+        """Take (delta < 0) or give back (delta > 0) slots, keeping the index current."""
+        worker.free_slots += delta
+        self.fleet.changed(worker)
 
     def get(self, worker_id: str) -> WorkerLink | None:
         return self.links.get(worker_id)

@@ -10,6 +10,7 @@ import pytest
 
 from services.scheduler.core.clock import ManualClock
 from services.scheduler.core.cycle import CycleLimits, SchedulerView, plan_cycle
+from services.scheduler.core.fleet import Fleet
 from services.scheduler.core.model import (
     Group,
     Kind,
@@ -155,11 +156,11 @@ def view_of(
     queues = {g: GroupQueue() for g in Group}
     for t in tasks:
         queues[t.group].push(t.task_id, float(t.priority_class))
-    classes: dict[tuple[int, str], list[WorkerSlots]] = {}
+    fleet = Fleet()
     for w in workers:
-        classes.setdefault((int(w.kind), w.device_model), []).append(w)
+        fleet.add(w)
     lookup = {t.task_id: t for t in tasks}
-    return SchedulerView(queues, lookup.get, classes, profiles or Profiles(), Priors())
+    return SchedulerView(queues, lookup.get, fleet, profiles or Profiles(), Priors())
 
 
 def test_cycle_places_highest_priority_first_and_respects_slots():
@@ -214,10 +215,38 @@ def test_cycle_respects_a_tenants_running_room():
     limited = SchedulerView(
         view.queues,
         view.task,
-        view.device_classes,
+        view.fleet,
         view.estimator,
         view.priors,
         tenant_room=lambda t: 1 if t == "acme" else None,
     )
     placed = [p.task_id for p in plan_cycle(limited, ManualClock()).placements]
     assert sorted(placed) == ["a0", "g"]
+
+
+def test_fleet_indexes_free_capacity_by_device_class():
+    fleet = Fleet()
+    a, b = worker("a", free=2), worker("b", free=1)
+    c = worker("c", kind=Kind.GPU, model="H100", free=1)
+    for w in (a, b, c):
+        fleet.add(w)
+    assert len(fleet.classes) == 2 and fleet.free_slots == 4
+    a.free_slots = 0
+    fleet.changed(a)
+    cpu_class = next(cls for cls in fleet.classes.values() if cls.capability.kind is Kind.CPU)
+    assert list(cpu_class.free) == ["b"] and fleet.free_slots == 2
+    b.draining = True
+    fleet.changed(b)
+    assert not cpu_class.free and fleet.free_slots == 1
+    fleet.remove("c")
+    assert len(fleet.classes) == 1 and fleet.free_slots == 0
+
+
+def test_many_workers_of_one_class_fill_every_slot_once():
+    workers = [worker(f"w{i}", free=2) for i in range(50)]
+    tasks = [demand(f"t{i}") for i in range(150)]
+    decisions = plan_cycle(view_of(tasks, workers), ManualClock())
+    per_worker: dict[str, int] = {}
+    for p in decisions.placements:
+        per_worker[p.worker_id] = per_worker.get(p.worker_id, 0) + 1
+    assert len(decisions.placements) == 100 and set(per_worker.values()) == {2}

@@ -14,15 +14,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from services.scheduler.core.clock import Clock
+from services.scheduler.core.fleet import Cursor, Fleet
 from services.scheduler.core.model import (
     CycleDecisions,
     Expiry,
     Group,
     Placement,
     TaskDemand,
-    WorkerSlots,
 )
-from services.scheduler.core.placement import Estimator, Priors, best_worker
+from services.scheduler.core.placement import Estimator, Prediction, Priors, best_worker
 from services.scheduler.core.queues import GroupQueue
 
 
@@ -39,7 +39,7 @@ class SchedulerView:
 
     queues: Mapping[Group, GroupQueue]
     task: Callable[[str], TaskDemand | None]
-    device_classes: Mapping[tuple[int, str], list[WorkerSlots]]
+    fleet: Fleet
     estimator: Estimator
     priors: Priors
     # How many more tasks a tenant may start now (its running quota); None means no limit.
@@ -49,7 +49,9 @@ class SchedulerView:
 def plan_cycle(view: SchedulerView, clock: Clock, limits: CycleLimits | None = None) -> CycleDecisions:
     limits = limits or CycleLimits()
     now = clock.now()
-    free_total = sum(w.free_slots for ws in view.device_classes.values() for w in ws if not w.draining)
+    free_total = view.fleet.free_slots
+    cursors = [(cls, Cursor(cls)) for cls in view.fleet.classes.values()]
+    memo: dict[tuple[object, ...], Prediction | None] = {}
     taken: dict[str, int] = {}
     placements: list[Placement] = []
     expiries: list[Expiry] = []
@@ -72,20 +74,21 @@ def plan_cycle(view: SchedulerView, clock: Clock, limits: CycleLimits | None = N
             skips += 1
             continue
         # (3) earliest predicted completion among eligible workers with a free slot
-        best = best_worker(task, view.device_classes.values(), taken, view.estimator, view.priors)
-        if best is None:
+        found = best_worker(task, cursors, taken, view.estimator, view.priors, memo)
+        if found is None:
             skips += 1
             continue
+        worker, best = found
         completion = now + best.total_s
         placements.append(
             Placement(
                 task.task_id,
-                best.worker.worker_id,
+                worker.worker_id,
                 predicted_seconds=best.total_s,
                 predicted_completion=completion,
                 misses_deadline=task.deadline is not None and completion > task.deadline,
             )
         )
-        taken[best.worker.worker_id] = taken.get(best.worker.worker_id, 0) + 1
+        taken[worker.worker_id] = taken.get(worker.worker_id, 0) + 1
         started[task.tenant] = started.get(task.tenant, 0) + 1
     return CycleDecisions(placements, expiries)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from services.scheduler.core.fleet import Cursor, DeviceClass
 from services.scheduler.core.model import (
     KINDS_FOR_GROUP,
     Kind,
@@ -51,15 +52,17 @@ class Priors:
 
 @dataclass(frozen=True)
 class Prediction:
-    worker: WorkerSlots
+    """Predicted completion on a device class: wait + transfer + execution (seconds)."""
+
     wait_s: float
     transfer_s: float
     execution_s: float
     cold: bool
+    total_s: float
 
-    @property
-    def total_s(self) -> float:
-        return self.wait_s + self.transfer_s + self.execution_s
+    @staticmethod
+    def of(wait_s: float, transfer_s: float, execution_s: float, cold: bool) -> Prediction:
+        return Prediction(wait_s, transfer_s, execution_s, cold, wait_s + transfer_s + execution_s)
 
 
 def fits(task: TaskDemand, worker: WorkerSlots) -> bool:
@@ -84,38 +87,38 @@ def predict(task: TaskDemand, worker: WorkerSlots, estimator: Estimator, priors:
     found = estimator.estimate(key)
     cold = found is None or found.count == 0
     execution = priors.seconds(worker.kind, task.category) if found is None or cold else found.seconds
-    return Prediction(worker, wait_s=0.0, transfer_s=0.0, execution_s=execution, cold=cold)
+    return Prediction.of(wait_s=0.0, transfer_s=0.0, execution_s=execution, cold=cold)
 
 
 def best_worker(
     task: TaskDemand,
-    classes: Iterable[list[WorkerSlots]],
+    cursors: Iterable[tuple[DeviceClass, Cursor]],
     taken: Mapping[str, int],
     estimator: Estimator,
     priors: Priors,
-) -> Prediction | None:
-    """Compare device classes (one representative each), not every worker.
+    memo: dict[tuple[object, ...], Prediction | None] | None = None,
+) -> tuple[WorkerSlots, Prediction] | None:
+    """Compare device classes (their representative), not every worker; take a free member
+    of the best class. A cold key wins ties so new devices and models get measured.
 
-    A cold key wins ties so new devices and models get measured (exploration).
-    """
-    best: Prediction | None = None
-    for members in classes:
-        worker = _free_member(task, members, taken)
+    `memo` caches, for one cycle, each class's prediction for tasks of the same shape."""
+    best: tuple[WorkerSlots, Prediction] | None = None
+    shape: tuple[object, ...] = (task.group, task.category, task.model, task.precision, task.batch_size)
+    shape += (task.memory_bytes, task.gpu_memory_bytes)
+    for cls, cursor in cursors:
+        key = (id(cls), *shape)
+        if memo is not None and key in memo:
+            candidate = memo[key]
+        else:
+            rep = cls.representative
+            candidate = predict(task, rep, estimator, priors) if fits(task, rep) else None
+            if memo is not None:
+                memo[key] = candidate
+        if candidate is None:
+            continue
+        worker = cursor.next_free(taken)
         if worker is None:
             continue
-        candidate = predict(task, worker, estimator, priors)
-        if best is None or (candidate.total_s, not candidate.cold) < (best.total_s, not best.cold):
-            best = candidate
-    return best
-
-
-def _free_member(
-    task: TaskDemand, members: list[WorkerSlots], taken: Mapping[str, int]
-) -> WorkerSlots | None:
-    best: WorkerSlots | None = None
-    best_free = 0
-    for worker in members:
-        free = worker.free_slots - taken.get(worker.worker_id, 0)
-        if free > best_free and fits(task, worker):
-            best, best_free = worker, free
+        if best is None or (candidate.total_s, not candidate.cold) < (best[1].total_s, not best[1].cold):
+            best = (worker, candidate)
     return best

@@ -10,14 +10,15 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(order=True, frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    """A heap entry; a plain tuple underneath, so heap comparisons run at C speed."""
+
     neg_priority: float
     seq: int
-    task_id: str = field(compare=False)
+    task_id: str
 
     @property
     def priority(self) -> float:
