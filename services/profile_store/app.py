@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from common import db
@@ -13,6 +14,7 @@ from services.profile_store.config import ProfileStoreConfig
 from services.profile_store.feed import ChangeFeed
 from services.profile_store.servicer import ProfileStoreServicer
 from services.profile_store.sql_store import SqlProfileStore
+from services.profile_store.tenants import TenantFollower
 from switchyard.v1 import profile_store_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ class ProfileStoreApp:
         self.feed = ChangeFeed(config.watch_coalesce_s)
         self.store: SqlProfileStore | None = None
         self.server: GrpcServer | None = None
+        self.tenants: TenantFollower | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -52,9 +55,21 @@ class ProfileStoreApp:
         )
         await self.server.start()
         await self.server.set_serving(True)
+        if config.classifier_address:
+            self.tenants = TenantFollower(config.classifier_address, config.internal_token, self._on_shares)
+            self.tenants.start()
         log.info("profile store ready", extra={"port": self.server.port})
 
+    async def _on_shares(self, shares: Mapping[str, float]) -> None:
+        """New shares from the registry: every tenant's score changes, so republish them all."""
+        assert self.store is not None
+        self.store.set_shares(shares)
+        self.feed.publish_scores(await self.store.tenant_scores())
+        log.info("tenant shares updated", extra={"tenants": len(shares)})
+
     async def stop(self) -> None:
+        if self.tenants is not None:
+            await self.tenants.stop()
         # Ending the watch streams first lets the server's grace period finish quickly.
         self.feed.close()
         if self.server is not None:

@@ -8,7 +8,7 @@ per window holding every change, however many samples arrived in it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Generic, TypeVar
 
 from services.profile_store.model import IngestResult, Profile, TenantScore
@@ -96,7 +96,10 @@ class ChangeFeed:
     def publish(self, result: IngestResult) -> None:
         self.profiles.publish({p.key.id: p for p in result.profiles})
         # Any usage change rescales every tenant's fraction, so scores come whole.
-        self.scores.publish({s.tenant: s for s in result.scores})
+        self.publish_scores(result.scores)
+
+    def publish_scores(self, scores: Sequence[TenantScore]) -> None:
+        self.scores.publish({s.tenant: s for s in scores})
 
     def close(self) -> None:
         self.profiles.close()

@@ -26,7 +26,9 @@ R = TypeVar("R")
 
 @pytest.fixture
 async def app(database_url: str) -> AsyncIterator[ProfileStoreApp]:
-    config = ProfileStoreConfig(port=0, database_url=database_url, internal_token=TOKEN, watch_coalesce_s=1.0)
+    config = ProfileStoreConfig(
+        port=0, database_url=database_url, internal_token=TOKEN, watch_coalesce_s=1.0, classifier_address=""
+    )
     app = ProfileStoreApp(config)
     await app.start()
     yield app
