@@ -62,7 +62,9 @@ class ProfileStoreServicer(profile_store_pb2_grpc.ProfileStoreServiceServicer):
             return convert.error_status(InvalidArgument(violations))
         if not verify_assignment(self._secret, m.assignment_token, m.task_id, m.attempt, m.worker_id):
             denied = PermissionDenied(
-                "assignment token does not match (task_id, attempt, worker_id)", reason="BAD_ASSIGNMENT_TOKEN"
+                "assignment_token: does not match (task_id, attempt, worker_id)",
+                reason="BAD_ASSIGNMENT_TOKEN",
+                metadata={"field": "assignment_token"},
             )
             return convert.error_status(denied)
         return convert.metric_from_proto(m)

@@ -31,8 +31,10 @@ def _name(v: Violations, path: str, value: str, *, required: bool = True) -> Non
 
 
 def _non_negative(v: Violations, path: str, value: float, *, upper: float = math.inf) -> None:
-    if not math.isfinite(value) or value < 0 or value > upper:
-        v.add(path, f"must be finite, non-negative and at most {upper:g}")
+    if not math.isfinite(value):
+        v.add(path, "must be a finite number")
+    elif value < 0 or value > upper:
+        v.add(path, "must not be negative" if upper == math.inf else f"must be between 0 and {upper:g}")
 
 
 def _duration(v: Violations, path: str, d: duration_pb2.Duration) -> None:
@@ -79,13 +81,11 @@ def metric_violations(m: types_pb2.ResultMetrics) -> list[FieldViolation]:
         v.add("execution_time", "required for a SUCCEEDED outcome")
     if m.HasField("queue_wait"):
         _duration(v, "queue_wait", m.queue_wait)
-    for path, number in (
-        ("items_per_second", m.items_per_second),
-        ("gpu_utilization", m.gpu_utilization),
-        ("cpu_utilization", m.cpu_utilization),
-        ("gpu_power_watts", m.gpu_power_watts),
-    ):
-        _non_negative(v, path, number)
+    _non_negative(v, "items_per_second", m.items_per_second)
+    _non_negative(v, "gpu_power_watts", m.gpu_power_watts)
+    # Workers report utilisation as a fraction of the device (services/worker/telemetry.py).
+    _non_negative(v, "gpu_utilization", m.gpu_utilization, upper=1.0)
+    _non_negative(v, "cpu_utilization", m.cpu_utilization, upper=1.0)
     if m.memory_bytes < 0:
         v.add("memory_bytes", "must not be negative")
     if m.HasField("finished_at"):
