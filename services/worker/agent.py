@@ -201,6 +201,14 @@ class SchedulerLink:
         status = self._status()
         if status.draining:
             self._reject(assignment, TaskFailure(Reason.WORKER_DRAINING, "worker is draining"))
+        elif assignment.input.eligibility == "gpu_only" and status.device.kind != "gpu":
+            # The scheduler must never do this; refusing keeps a CPU from faking GPU work.
+            log.error(
+                "scheduler bug: GPU_ONLY task assigned to a CPU worker",
+                extra={"task_id": assignment.task_id, "worker_id": status.worker_id},
+            )
+            message = f"task {assignment.task_id} is GPU_ONLY and this is a CPU worker"
+            self._reject(assignment, TaskFailure(Reason.INELIGIBLE_WORKER, message))
         elif assignment.input.category not in status.categories:
             message = f"no handler for category {assignment.input.category!r} on this worker"
             self._reject(assignment, TaskFailure(Reason.UNKNOWN_CATEGORY, message))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from datetime import datetime
 from pathlib import Path
@@ -13,13 +14,14 @@ from common.server import GrpcServer, Registration
 from services.worker.agent import SchedulerLink
 from services.worker.config import WorkerConfig
 from services.worker.convert import metrics_to_proto
+from services.worker.datablocks import DatablockCache, FileArtifactStore
 from services.worker.device import detect_device, gpu_index
-from services.worker.handlers.context import cached_datablocks
 from services.worker.handlers.registry import HandlerRegistry
 from services.worker.model import Assignment, TaskReport, WorkerStatus
 from services.worker.pool import SlotPool
 from services.worker.servicer import WorkerServicer
 from services.worker.shipper import MetricsShipper
+from services.worker.staging import Staging
 from services.worker.telemetry import TelemetrySampler
 from switchyard.v1 import worker_pb2_grpc
 
@@ -37,12 +39,16 @@ class WorkerApp:
         self.telemetry = TelemetrySampler(gpu_index(self.device))
         self.worker_id = config.worker_id
         self.draining = False
+        self.datablocks = DatablockCache(
+            self._cache_dir(), config.datablock_cache_bytes, FileArtifactStore(self.artifact_dir)
+        )
         self.pool = SlotPool(
             slots=config.slots,
             device=self.device.device,
             artifact_dir=str(self.artifact_dir),
             extra_handlers=config.extra_handlers,
             threads=config.slot_threads,
+            staging=Staging(self.datablocks),
             on_started=self._on_started,
             on_finished=self._on_finished,
         )
@@ -69,6 +75,12 @@ class WorkerApp:
         self.server = GrpcServer(
             "worker", config, [registration], InternalAuthenticator(config.internal_token)
         )
+
+    def _cache_dir(self) -> Path:
+        if self.config.datablock_cache_dir:
+            return Path(self.config.datablock_cache_dir).resolve()
+        name = self.config.worker_id or f"{self.device.kind}-{socket.gethostname()}-{os.getpid()}"
+        return self.artifact_dir.parent / "cache" / name
 
     async def start(self) -> None:
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +135,7 @@ class WorkerApp:
             slots=self.pool.size,
             free_slots=0 if self.draining else self.pool.free_slots(),
             categories=self.registry.names(),
-            cached_datablocks=cached_datablocks(self.artifact_dir),
+            cached_datablocks=self.datablocks.ids(),
             telemetry=self.telemetry.sample(),
             address=self.address,
             draining=self.draining,

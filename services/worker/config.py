@@ -36,6 +36,10 @@ class WorkerConfig(ServerConfig):
     extra_handlers: tuple[str, ...] = ()
     # torch intra-op threads in each slot process.
     slot_threads: int = 1
+    # Bound of the local datablock cache (LRU, bytes) and its folder; empty folder:
+    # "<artifact_dir>/../cache/<worker id>" (local disk, unlike the shared artifact dir).
+    datablock_cache_bytes: int = 2 * 1024**3
+    datablock_cache_dir: str = ""
 
     def problems(self) -> list[str]:
         out = super().problems()
@@ -57,6 +61,8 @@ class WorkerConfig(ServerConfig):
             out.append("heartbeat_interval_s: must be positive")
         if self.slot_threads < 1:
             out.append("slot_threads: must be at least 1")
+        if self.datablock_cache_bytes < 0:
+            out.append("datablock_cache_bytes: must not be negative")
         out.extend(
             f"extra_handlers: {spec!r} is not category=module:callable"
             for spec in self.extra_handlers

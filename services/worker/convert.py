@@ -11,6 +11,7 @@ from google.protobuf import json_format, struct_pb2
 from common.timeutil import from_timestamp, seconds_to_duration, to_timestamp
 from services.worker.model import (
     Assignment,
+    BlockRef,
     DeviceInfo,
     HandlerResult,
     Outcome,
@@ -37,6 +38,11 @@ OUTCOMES = {
     Outcome.TIMED_OUT: types_pb2.OUTCOME_TIMED_OUT,
 }
 KINDS = {"cpu": types_pb2.WORKER_KIND_CPU, "gpu": types_pb2.WORKER_KIND_GPU}
+ELIGIBILITY_NAMES: dict[int, str] = {
+    types_pb2.ELIGIBILITY_CPU_ONLY: "cpu_only",
+    types_pb2.ELIGIBILITY_GPU_ONLY: "gpu_only",
+    types_pb2.ELIGIBILITY_CPU_OR_GPU: "cpu_or_gpu",
+}
 
 
 def precision_name(value: int) -> str:
@@ -63,6 +69,11 @@ def task_input_from_proto(task: types_pb2.Task, *, device: str, artifact_dir: st
         data=bytes(spec.data),
         inputs=tuple(ref.uri or ref.id for ref in spec.inputs),
         outputs=tuple(ref.id for ref in spec.outputs if ref.id),
+        input_blocks=tuple(
+            BlockRef(id=ref.id, uri=ref.uri, size_bytes=ref.size_bytes) for ref in spec.inputs
+        ),
+        labels=dict(spec.labels),
+        eligibility=ELIGIBILITY_NAMES.get(task.eligibility, ""),
         device=device,
         artifact_dir=artifact_dir,
     )
@@ -111,7 +122,9 @@ def struct_from_dict(values: dict[str, Any]) -> struct_pb2.Struct:
 
 
 def result_to_proto(result: HandlerResult) -> types_pb2.TaskResult:
-    uri = Path(result.artifact_path).resolve().as_uri() if result.artifact_path else ""
+    uri = result.artifact_uri
+    if not uri and result.artifact_path:
+        uri = Path(result.artifact_path).resolve().as_uri()
     return types_pb2.TaskResult(
         inline=result.inline, artifact_uri=uri, summary=struct_from_dict(result.summary)
     )

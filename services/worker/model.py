@@ -7,8 +7,10 @@ is a plain, picklable dataclass; protos stay at the edge (`convert.py`).
 from __future__ import annotations
 
 import enum
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any
 
 INLINE_LIMIT_BYTES = 64 * 1024
@@ -35,6 +37,10 @@ class Reason:
     CANCELLED = "CANCELLED"
     WORKER_DRAINING = "WORKER_DRAINING"
     WORKER_STOPPING = "WORKER_STOPPING"
+    INPUT_NOT_FOUND = "INPUT_NOT_FOUND"
+    OUTPUT_NOT_PUBLISHED = "OUTPUT_NOT_PUBLISHED"
+    # A GPU_ONLY task assigned to a CPU worker: a scheduler bug, refused here.
+    INELIGIBLE_WORKER = "INELIGIBLE_WORKER"
 
 
 class HandlerError(Exception):
@@ -44,6 +50,23 @@ class HandlerError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """A datablock as a task names it (types_pb2.DatablockRef): an id, a URI, or both."""
+
+    id: str = ""
+    uri: str = ""
+    size_bytes: int = 0
+
+    @property
+    def name(self) -> str:
+        """The id, or the file stem of the URI when only a URI is given."""
+        if self.id:
+            return self.id
+        path = urllib.parse.unquote(urllib.parse.urlparse(self.uri).path)
+        return PurePosixPath(path).name.removesuffix(".pt")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,9 +85,16 @@ class TaskInput:
     item_count: int = 0
     parameters: dict[str, Any] = field(default_factory=dict)
     data: bytes = b""
-    # Input datablocks as URIs (file://…) or bare datablock ids; output datablock ids.
+    # Input datablocks as URIs (file://…), local paths or bare datablock ids; once the
+    # worker has staged them (datablocks.py), local paths in the cache.
     inputs: tuple[str, ...] = ()
+    # Output datablock ids.
     outputs: tuple[str, ...] = ()
+    # The input references as the task gave them (what the worker stages).
+    input_blocks: tuple[BlockRef, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    # "cpu_only", "gpu_only", "cpu_or_gpu", or "" when not given.
+    eligibility: str = ""
     device: str = "cpu"
     artifact_dir: str = ""
 
@@ -76,6 +106,8 @@ class HandlerResult:
     summary: dict[str, Any] = field(default_factory=dict)
     inline: bytes = b""
     artifact_path: str = ""
+    # Set by the worker when the artifact was published to the artifact store.
+    artifact_uri: str = ""
     items: int = 0
 
 

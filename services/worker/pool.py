@@ -8,6 +8,7 @@ happens in a slot can raise out of the pool.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,8 +19,18 @@ from typing import Any
 from prometheus_client import Counter
 
 from common.timeutil import utcnow
-from services.worker.model import Assignment, Outcome, Reason, SlotReply, TaskFailure, TaskReport
+from services.worker.datablocks import DatablockNotFound
+from services.worker.model import (
+    Assignment,
+    Outcome,
+    Reason,
+    SlotReply,
+    TaskFailure,
+    TaskInput,
+    TaskReport,
+)
 from services.worker.slots import Slot, SlotCrashed
+from services.worker.staging import Staging
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +55,12 @@ class SlotPool:
         artifact_dir: str,
         extra_handlers: tuple[str, ...] = (),
         threads: int = 1,
+        staging: Staging | None = None,
         on_started: Callable[[Assignment, datetime], None],
         on_finished: Callable[[TaskReport], None],
     ) -> None:
+        self._staging = staging
+        datablock_dir = str(staging.cache.folder) if staging else ""
         self._executor = ThreadPoolExecutor(max_workers=2 * slots + 2, thread_name_prefix="slot-io")
         self._slots = [
             Slot(
@@ -56,6 +70,7 @@ class SlotPool:
                 extra_handlers=extra_handlers,
                 threads=threads,
                 executor=self._executor,
+                datablock_dir=datablock_dir,
             )
             for i in range(slots)
         ]
@@ -129,7 +144,16 @@ class SlotPool:
 
     async def _run(self, job: _Job) -> None:
         report: TaskReport | None = None
+        task: TaskInput | None = None
         try:
+            try:
+                task = await self._stage(job.assignment.input)
+            except DatablockNotFound as exc:
+                log.warning("input datablock missing", extra={"task_id": job.assignment.task_id})
+                report = self._report(
+                    job, Outcome.FAILED, failure=TaskFailure(Reason.INPUT_NOT_FOUND, str(exc))
+                )
+                return
             slot = await self._acquire(job)
             if slot is None:
                 report = self._report(
@@ -138,15 +162,20 @@ class SlotPool:
                 return
             job.started_at = utcnow()
             self._on_started(job.assignment, job.started_at)
-            report = await self._execute(job, slot)
+            report = await self._execute(job, slot, task)
         except Exception as exc:  # a bug here must not lose the task or kill the worker
             log.exception("task runner failed", extra={"task_id": job.assignment.task_id})
             report = self._report(job, Outcome.FAILED, failure=TaskFailure(Reason.SLOT_CRASHED, repr(exc)))
         finally:
+            if task is not None and self._staging is not None:
+                self._staging.release(task)
             self._jobs.pop(job.assignment.task_id, None)
             if report is not None:
                 TASKS.labels(job.assignment.input.category, report.outcome.value).inc()
                 self._on_finished(report)
+
+    async def _stage(self, task: TaskInput) -> TaskInput:
+        return await self._staging.prepare(task) if self._staging else task
 
     async def _acquire(self, job: _Job) -> Slot | None:
         """Wait for a free slot, or for the job to be cancelled first (then None)."""
@@ -167,10 +196,10 @@ class SlotPool:
             return None
         return slot
 
-    async def _execute(self, job: _Job, slot: Slot) -> TaskReport:
+    async def _execute(self, job: _Job, slot: Slot, task: TaskInput) -> TaskReport:
         if not slot.alive():
             await slot.restart("died idle")
-        running = asyncio.ensure_future(slot.run(job.assignment.input))
+        running = asyncio.ensure_future(slot.run(task))
         cancelled = asyncio.ensure_future(job.cancel.wait())
         timeout = job.assignment.timeout_s
         await asyncio.wait({running, cancelled}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -182,7 +211,7 @@ class SlotPool:
                 self._spawn(self._recycle(slot, "crashed", running))
                 return self._report(job, Outcome.FAILED, failure=TaskFailure(Reason.SLOT_CRASHED, str(exc)))
             self._free.put_nowait(slot)
-            return self._from_reply(job, reply)
+            return await self._from_reply(job, task, reply)
         if job.cancel.is_set():
             self._spawn(self._recycle(slot, "cancelled", running))
             return self._report(job, Outcome.CANCELLED, failure=TaskFailure(job.cancel_reason, "cancelled"))
@@ -206,9 +235,17 @@ class SlotPool:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RESTART_BACKOFF_S[1])
 
-    def _from_reply(self, job: _Job, reply: SlotReply) -> TaskReport:
+    async def _from_reply(self, job: _Job, task: TaskInput, reply: SlotReply) -> TaskReport:
         if reply.failure is not None:
             return self._report(job, Outcome.FAILED, failure=reply.failure, reply=reply)
+        if self._staging is not None and reply.result is not None:
+            try:
+                result = await self._staging.publish(task, reply.result)
+            except OSError as exc:
+                log.exception("cannot publish outputs", extra={"task_id": task.task_id})
+                failure = TaskFailure(Reason.OUTPUT_NOT_PUBLISHED, f"outputs not published: {exc}")
+                return self._report(job, Outcome.FAILED, failure=failure, reply=reply)
+            reply = dataclasses.replace(reply, result=result)
         return self._report(job, Outcome.SUCCEEDED, reply=reply)
 
     def _report(

@@ -32,7 +32,12 @@ MESSAGE_LIMIT = 2048
 
 
 def slot_main(
-    conn: Connection, device: str, artifact_dir: str, extra_handlers: tuple[str, ...], threads: int
+    conn: Connection,
+    device: str,
+    artifact_dir: str,
+    extra_handlers: tuple[str, ...],
+    threads: int,
+    datablock_dir: str = "",
 ) -> None:
     """Entry point of a slot process (multiprocessing "spawn")."""
     # Ctrl-C in a terminal reaches the whole process group: the parent stops the slots.
@@ -45,7 +50,8 @@ def slot_main(
     if device.startswith("cuda"):
         torch.cuda.set_device(device)
     registry = HandlerRegistry.default(extra_handlers)
-    ctx = HandlerContext(device=device, artifact_dir=Path(artifact_dir))
+    blocks = Path(datablock_dir) if datablock_dir else None
+    ctx = HandlerContext(device=device, artifact_dir=Path(artifact_dir), datablock_dir=blocks)
     conn.send(SlotReady(pid=os.getpid(), handlers=registry.names()))
     while True:
         try:

@@ -41,9 +41,10 @@ class Slot:
         extra_handlers: tuple[str, ...],
         threads: int,
         executor: ThreadPoolExecutor,
+        datablock_dir: str = "",
     ) -> None:
         self.index = index
-        self._args = (device, artifact_dir, extra_handlers, threads)
+        self._args = (device, artifact_dir, extra_handlers, threads, datablock_dir)
         self._executor = executor
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None

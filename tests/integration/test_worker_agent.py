@@ -170,7 +170,12 @@ class Mesh:
 
 
 def make_task(
-    category: str, *, timeout_s: float = 0, params: dict[str, Any] | None = None, **spec: Any
+    category: str,
+    *,
+    timeout_s: float = 0,
+    params: dict[str, Any] | None = None,
+    eligibility: types_pb2.Eligibility.ValueType = types_pb2.ELIGIBILITY_UNSPECIFIED,
+    **spec: Any,
 ) -> types_pb2.Task:
     task_spec = types_pb2.TaskSpec(category=category, **spec)
     if params:
@@ -185,6 +190,7 @@ def make_task(
         tenant="acme",
         category=category,
         attempt=1,
+        eligibility=eligibility,
         spec=task_spec,
         queued_at=to_timestamp(utcnow() - timedelta(seconds=1)),
     )
@@ -298,6 +304,51 @@ async def test_inference_and_synthetic_data_succeed_with_metrics(mesh: Mesh) -> 
     assert metric.execution_time.ToTimedelta() > timedelta(0)
     assert metric.items_per_second > 0 and metric.memory_bytes > 0
     assert metric.outcome == types_pb2.OUTCOME_SUCCEEDED and metric.HasField("finished_at")
+
+
+async def test_outputs_are_cached_published_and_announced_then_reused(mesh: Mesh) -> None:
+    block = new_id("assets")
+    gen = make_task(
+        "generate_source_assets", item_count=4, outputs=[types_pb2.DatablockRef(id=block)], params={"seed": 1}
+    )
+    mesh.scheduler.assign(gen)
+    out = await mesh.scheduler.outcome(gen.id)
+    assert out.outcome == types_pb2.OUTCOME_SUCCEEDED, out.error
+    uri = json_format.MessageToDict(out.result.summary)["outputs"][block]
+    assert uri == out.result.artifact_uri and uri.startswith("file://")
+    assert Path(uri.removeprefix("file://")).is_file()  # published to the shared store
+    assert block in mesh.app.datablocks
+    await assert_eventually(
+        lambda: block in mesh.scheduler.heartbeats[-1].cached_datablocks, msg="announced in a heartbeat"
+    )
+
+    hits = mesh.app.datablocks.hits
+    ingest = make_task("ingest_source_assets", inputs=[types_pb2.DatablockRef(id=block, uri=uri)])
+    mesh.scheduler.assign(ingest)
+    out = await mesh.scheduler.outcome(ingest.id)
+    assert out.outcome == types_pb2.OUTCOME_SUCCEEDED, out.error
+    assert json_format.MessageToDict(out.result.summary)["accepted"] == 4
+    assert mesh.app.datablocks.hits == hits + 1
+
+
+async def test_a_missing_input_fails_naming_it(mesh: Mesh) -> None:
+    missing = types_pb2.DatablockRef(id="no-such-block", uri="file:///nonexistent/no-such-block.pt")
+    task = make_task("ingest_source_assets", inputs=[missing])
+    mesh.scheduler.assign(task)
+    out = await mesh.scheduler.outcome(task.id)
+    assert out.outcome == types_pb2.OUTCOME_FAILED
+    assert out.error.reason == "INPUT_NOT_FOUND" and "no-such-block" in out.error.message
+
+
+async def test_a_gpu_only_task_is_refused_by_a_cpu_worker(mesh: Mesh) -> None:
+    task = make_task("create_synthetic_data", item_count=2, eligibility=types_pb2.ELIGIBILITY_GPU_ONLY)
+    mesh.scheduler.assign(task)
+    out = await mesh.scheduler.outcome(task.id)
+    assert out.outcome == types_pb2.OUTCOME_FAILED and out.error.reason == "INELIGIBLE_WORKER"
+    assert task.id not in mesh.scheduler.started
+    either = make_task("noop", eligibility=types_pb2.ELIGIBILITY_CPU_OR_GPU)
+    mesh.scheduler.assign(either)
+    assert (await mesh.scheduler.outcome(either.id)).outcome == types_pb2.OUTCOME_SUCCEEDED
 
 
 async def test_handler_error_fails_the_task_and_the_slot_keeps_serving(mesh: Mesh) -> None:

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from services.worker.handlers import BUILTINS, HandlerContext, HandlerRegistry
-from services.worker.handlers.context import cached_datablocks
 from services.worker.handlers.png import encode_png
 from services.worker.handlers.render import boxes_from_masks, shape_mask
 from services.worker.handlers.synthetic import write_contact_sheet
@@ -117,7 +116,7 @@ def test_synthetic_pipeline_through_datablocks(registry: HandlerRegistry, ctx: H
     )
     for name, stat in vary.summary["stats"].items():
         assert space[name][0] <= stat["min"] <= stat["max"] <= space[name][1]
-    assert set(cached_datablocks(ctx.artifact_dir)) == {"assets", "clean", "space", "vars"}
+    assert {p.stem for p in ctx.blocks.glob("*.pt")} == {"assets", "clean", "space", "vars"}
     uri = Path(ctx.datablock_path("clean")).resolve().as_uri()
     made = run(registry, ctx, "create_synthetic_data", item_count=10, inputs=(uri, "vars"))
     assert made.summary["count"] == 10 and made.items == 10
@@ -162,7 +161,7 @@ def test_bad_parameters_are_invalid_input(registry: HandlerRegistry, ctx: Handle
     assert err.value.reason == "INVALID_INPUT"
     with pytest.raises(HandlerError) as err:
         run(registry, ctx, "ingest_source_assets", inputs=("missing-block",))
-    assert err.value.reason == "INVALID_INPUT"
+    assert err.value.reason == "INPUT_NOT_FOUND" and "missing-block" in err.value.message
 
 
 def _png_pixels(data: bytes) -> tuple[int, int, bytes]:

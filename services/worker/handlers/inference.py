@@ -1,7 +1,8 @@
 """Batched inference on the built-in zoo at fp32, bf16, fp16 (GPU) or int8 (CPU).
 
 Summary keys: model, precision, device, batch_size, items, batches, output_shape,
-max_abs_diff_vs_fp32, mean_abs_diff_vs_fp32, top1_agreement_vs_fp32, output_mean.
+max_abs_diff_vs_fp32, mean_abs_diff_vs_fp32, top1_agreement_vs_fp32, tolerance_max_abs_diff,
+within_tolerance (the model's stated tolerance for this precision, zoo.py), output_mean.
 The outputs (float32 logits) come back inline when they fit in 64 KiB, else as a .pt file.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from services.worker.handlers.context import HandlerContext
+from services.worker.handlers.context import HandlerContext, task_seed
 from services.worker.model import INLINE_LIMIT_BYTES, HandlerError, HandlerResult, Reason, TaskInput
 from services.worker.models.precision import cast_input, check_precision, convert_model, run_model
 from services.worker.models.zoo import ZOO, build_model
@@ -37,7 +38,7 @@ def zoo_model(ctx: HandlerContext, name: str, precision: str) -> nn.Module:
 
 def _inputs(task: TaskInput, count: int) -> torch.Tensor:
     spec = ZOO[task.model_name or DEFAULT_MODEL]
-    gen = torch.Generator().manual_seed(int(task.parameters.get("seed", 0)))
+    gen = torch.Generator().manual_seed(task_seed(task))
     return spec.make_input(count, gen)
 
 
@@ -71,6 +72,11 @@ def _summary(
     name: str, precision: str, device: str, batch: int, batches: int, logits: torch.Tensor, ref: torch.Tensor
 ) -> dict[str, Any]:
     diff = (logits - ref).abs()
+    agreement = float((logits.argmax(1) == ref.argmax(1)).float().mean())
+    tolerance = ZOO[name].tolerance.get(precision)
+    within = tolerance is None or (
+        float(diff.max()) <= tolerance.max_abs_diff and agreement >= tolerance.min_top1_agreement
+    )
     return {
         "model": name,
         "precision": precision,
@@ -81,7 +87,9 @@ def _summary(
         "output_shape": list(logits.shape),
         "max_abs_diff_vs_fp32": float(diff.max()),
         "mean_abs_diff_vs_fp32": float(diff.mean()),
-        "top1_agreement_vs_fp32": float((logits.argmax(1) == ref.argmax(1)).float().mean()),
+        "top1_agreement_vs_fp32": agreement,
+        "tolerance_max_abs_diff": tolerance.max_abs_diff if tolerance else 0.0,
+        "within_tolerance": within,
         "output_mean": float(logits.mean()),
     }
 

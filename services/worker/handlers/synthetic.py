@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from services.worker.handlers.context import HandlerContext
+from services.worker.handlers.context import HandlerContext, task_seed
 from services.worker.handlers.png import write_contact_sheet
 from services.worker.handlers.render import (
     BACKGROUNDS,
@@ -70,7 +70,7 @@ def _count(task: TaskInput, default: int) -> int:
 
 
 def _gen(task: TaskInput) -> torch.Generator:
-    return torch.Generator().manual_seed(_int_param(task, "seed", 0, 0, 2**62))
+    return torch.Generator().manual_seed(task_seed(task))
 
 
 def _save(task: TaskInput, ctx: HandlerContext, payload: dict[str, Any], suffix: str) -> tuple[Path, str]:
@@ -251,9 +251,12 @@ def create_synthetic_data(task: TaskInput, ctx: HandlerContext) -> HandlerResult
     labels = torch.tensor([SHAPES.index(shapes[i]) if shapes[i] in SHAPES else 0 for i in pick.tolist()])
     out = {"images": torch.cat(images), "masks": torch.cat(masks), "labels": labels}
     out["boxes"] = boxes_from_masks(out["masks"])
-    path = ctx.artifact_path(task, "-synthetic.pt")
+    # A declared output makes the rendered set a datablock (cached, published, reusable).
+    path = ctx.datablock_path(task.outputs[0]) if task.outputs else ctx.artifact_path(task, "-synthetic.pt")
     torch.save({**out, "label_names": list(SHAPES), "params": params, "param_names": list(PARAM_NAMES)}, path)
     summary = _create_summary(out, size)
+    if task.outputs:
+        summary["datablock"] = task.outputs[0]
     if task.parameters.get("contact_sheet"):
         summary["contact_sheet"] = str(write_contact_sheet(out["images"], path.with_suffix(".png")))
     return HandlerResult(summary=summary, artifact_path=str(path), items=count)

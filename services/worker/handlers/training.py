@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from services.worker.handlers.context import HandlerContext
+from services.worker.handlers.context import HandlerContext, task_seed
 from services.worker.handlers.inference import zoo_model
 from services.worker.model import HandlerError, HandlerResult, Reason, TaskInput
 from services.worker.models.zoo import ZOO
@@ -58,7 +58,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> tuple[torch
 
 def preprocess(task: TaskInput, ctx: HandlerContext) -> HandlerResult:
     """Decode, augment and normalise a batch of images; store the float batch as a datablock."""
-    gen = torch.Generator().manual_seed(int(task.parameters.get("seed", 0)))
+    gen = torch.Generator().manual_seed(task_seed(task))
     images = _decode(task, ctx, gen).to(ctx.device)
     x = images.float() / 255
     augmented, flipped = _augment(x, gen)
@@ -92,7 +92,7 @@ def training_step(task: TaskInput, ctx: HandlerContext) -> HandlerResult:
     batch = task.batch_size if task.batch_size > 0 else 16
     if not 1 <= steps <= 100 or not 1 <= batch <= 1024:
         raise HandlerError(Reason.INVALID_INPUT, "steps must be in [1, 100] and batch_size in [1, 1024]")
-    gen = torch.Generator().manual_seed(int(task.parameters.get("seed", 0)))
+    gen = torch.Generator().manual_seed(task_seed(task))
     x = ZOO[name].make_input(batch, gen).to(ctx.device)
     y = torch.randint(0, 10, (batch,), generator=gen).to(ctx.device)
     optimiser = torch.optim.SGD(model.parameters(), lr=float(task.parameters.get("lr", 0.05)), momentum=0.9)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from services.worker.models.zoo import ZOO, ModelSpec, build_model, model_names
+from services.worker.models.zoo import ZOO, ModelSpec, Tolerance, build_model, model_names
 
-__all__ = ["ZOO", "ModelSpec", "build_model", "model_names"]
+__all__ = ["ZOO", "ModelSpec", "Tolerance", "build_model", "model_names"]
