@@ -16,6 +16,7 @@ from common.server import GrpcServer, Registration
 from services.classifier.auth import TokenAuthenticator
 from services.classifier.catalogue import load_catalogue
 from services.classifier.config import ClassifierConfig
+from services.classifier.decode import tolerant
 from services.classifier.intake import Intake
 from services.classifier.rules import Catalogue, localised_names
 from services.classifier.servicer import ClassifierServicer
@@ -53,7 +54,12 @@ class ClassifierApp:
         await asyncio.to_thread(upgrade, config.database_url, "classifier", MIGRATIONS)
         self.store = SqlTenantStore(create_engine(config.database_url, "classifier"))
         self.channel = authed_channel(config.scheduler_address, config.internal_token)
-        limits = Limits(config.max_tasks_per_submit, config.max_task_data_bytes)
+        limits = Limits(
+            max_tasks_per_submit=config.max_tasks_per_submit,
+            max_task_data_bytes=config.max_task_data_bytes,
+            max_task_parameters_bytes=config.max_task_parameters_bytes,
+            max_submit_bytes=config.max_submit_bytes,
+        )
         servicer = ClassifierServicer(
             Intake(self.catalogue, limits),
             scheduler_pb2_grpc.SchedulerServiceStub(self.channel),
@@ -69,7 +75,7 @@ class ClassifierApp:
                 self.store, config.internal_token, cache_s=config.token_cache_s
             )
         registration = Registration(
-            classifier_pb2_grpc.add_ClassifierServiceServicer_to_server, servicer, SERVICE_NAME
+            tolerant(classifier_pb2_grpc.add_ClassifierServiceServicer_to_server), servicer, SERVICE_NAME
         )
         self._server = GrpcServer("classifier", config, [registration], self.authenticator)
         await self._server.start()

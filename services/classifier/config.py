@@ -26,6 +26,9 @@ class ClassifierConfig(ServerConfig):
     token_cache_s: float = 5.0
     max_tasks_per_submit: int = 10000
     max_task_data_bytes: int = 1048576
+    max_task_parameters_bytes: int = 65536
+    # A whole submit, its split expanded (the reply echoes every task; gRPC allows 32 MiB).
+    max_submit_bytes: int = 16777216
     # Run without authentication (every caller is tenant "default"); never the default.
     allow_anonymous: bool = False
     # Deadline of unary calls to the scheduler.
@@ -45,8 +48,11 @@ class ClassifierConfig(ServerConfig):
             out.append("token_cache_s: must not be negative")
         if self.max_tasks_per_submit < 1:
             out.append("max_tasks_per_submit: must be at least 1")
-        if self.max_task_data_bytes < 0:
-            out.append("max_task_data_bytes: must not be negative")
+        for name in ("max_task_data_bytes", "max_task_parameters_bytes"):
+            if getattr(self, name) < 0:
+                out.append(f"{name}: must not be negative")
+        if not 1024 <= self.max_submit_bytes <= 24 * 1048576:
+            out.append("max_submit_bytes: must be from 1024 to 25165824 (24 MiB, under gRPC's 32 MiB)")
         if self.scheduler_timeout_s <= 0:
             out.append("scheduler_timeout_s: must be positive")
         if not 0.05 <= self.tenant_watch_poll_s <= 3600:

@@ -10,6 +10,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from google.protobuf import duration_pb2, struct_pb2
+
 from common.errors import QuotaViolation, ResourceExhausted, Violations
 from services.classifier.model import Precision
 from services.classifier.rules import Catalogue, split_count
@@ -19,15 +21,28 @@ MAX_LABELS = 64
 MAX_LABEL_KEY = 63
 MAX_LABEL_VALUE = 256
 MAX_IDEMPOTENCY_KEY = 128
-MAX_ID = 256
+MAX_ID = 128  # the scheduler stores ids of at most 128 characters
 # Higher is more exact; the lowest acceptable precision must not rank above the wanted one.
 PRECISION_RANK = {Precision.FP32: 3, Precision.BF16: 2, Precision.FP16: 2, Precision.INT8: 1}
+
+
+MAX_DEPENDS_ON = 1000
+MAX_DATABLOCKS = 1000
+MAX_MODEL_NAME = 128
+MAX_PARAMETER_DEPTH = 16
+# google.protobuf.Timestamp and Duration ranges (0001-01-01 to 9999-12-31; ±10,000 years).
+TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
+DURATION_SECONDS = 315_576_000_000
 
 
 @dataclass(frozen=True)
 class Limits:
     max_tasks_per_submit: int = 10000
     max_task_data_bytes: int = 1048576
+    max_task_parameters_bytes: int = 65536
+    # The whole submit with its split expanded: keeps the scheduler hop and the reply
+    # (which echoes every task) well under the 32 MiB gRPC message limit.
+    max_submit_bytes: int = 16 * 1048576
 
 
 @dataclass(frozen=True)
@@ -54,10 +69,9 @@ def check_sizes(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations
         v.add(f"{path}.batch_size", f"must not be negative (got {spec.batch_size})")
     if spec.item_count < 0:
         v.add(f"{path}.item_count", f"must not be negative (got {spec.item_count})")
-    if len(spec.data) > ctx.limits.max_task_data_bytes:
-        v.add(f"{path}.data", f"{len(spec.data)} bytes is over the limit of {ctx.limits.max_task_data_bytes}")
-    if spec.timeout.seconds < 0 or spec.timeout.nanos < 0:
-        v.add(f"{path}.timeout", "must not be negative")
+    check_duration(spec.timeout, f"{path}.timeout", v)
+    if len(spec.model.name) > MAX_MODEL_NAME or len(spec.model.version) > MAX_MODEL_NAME:
+        v.add(f"{path}.model", f"name and version must be at most {MAX_MODEL_NAME} characters")
 
 
 def check_resources(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations) -> None:
@@ -87,15 +101,30 @@ def check_qos(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations) 
         v.add(f"{path}.qos.qos_class", f"unknown QoS class {qos.qos_class}")
     if qos.on_deadline_miss not in types_pb2.DeadlineMissPolicy.values():
         v.add(f"{path}.qos.on_deadline_miss", f"unknown policy {qos.on_deadline_miss}")
-    if qos.latency_target.seconds < 0 or qos.latency_target.nanos < 0:
-        v.add(f"{path}.qos.latency_target", "must not be negative")
+    check_duration(qos.latency_target, f"{path}.qos.latency_target", v)
+    low, high = TIMESTAMP_SECONDS
+    if not low <= qos.deadline.seconds <= high or not 0 <= qos.deadline.nanos < 1_000_000_000:
+        v.add(f"{path}.qos.deadline", "must be a valid timestamp from year 1 to 9999")
+
+
+def check_duration(value: duration_pb2.Duration, path: str, v: Violations) -> None:
+    if value.seconds < 0 or value.nanos < 0:
+        v.add(path, "must not be negative")
+    elif value.seconds > DURATION_SECONDS or value.nanos >= 1_000_000_000:
+        v.add(path, f"must be a valid duration of at most {DURATION_SECONDS} seconds")
 
 
 def check_references(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations) -> None:
+    if len(spec.depends_on) > MAX_DEPENDS_ON:
+        v.add(f"{path}.depends_on", f"{len(spec.depends_on)} ids is over the limit of {MAX_DEPENDS_ON}")
+        return
     for i, dep in enumerate(spec.depends_on):
         if not dep.strip() or len(dep) > MAX_ID:
             v.add(f"{path}.depends_on[{i}]", f"must be a task id of 1 to {MAX_ID} characters")
     for kind, blocks in (("inputs", spec.inputs), ("outputs", spec.outputs)):
+        if len(blocks) > MAX_DATABLOCKS:
+            v.add(f"{path}.{kind}", f"{len(blocks)} datablocks is over the limit of {MAX_DATABLOCKS}")
+            continue
         for i, block in enumerate(blocks):
             if not block.id or len(block.id) > MAX_ID:
                 v.add(f"{path}.{kind}[{i}].id", f"must be 1 to {MAX_ID} characters")
@@ -115,6 +144,31 @@ def check_labels(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violation
         v.add(f"{path}.idempotency_key", f"must be at most {MAX_IDEMPOTENCY_KEY} characters")
 
 
+def check_parameters(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations) -> None:
+    """JSON-like parameters: at most MAX_PARAMETER_DEPTH levels, finite numbers only."""
+    if not spec.HasField("parameters"):
+        return
+    problems: set[str] = set()
+    stack: list[tuple[struct_pb2.Value, int]] = [(value, 1) for value in spec.parameters.fields.values()]
+    while stack and not problems >= {"depth", "number"}:
+        value, depth = stack.pop()
+        kind = value.WhichOneof("kind")
+        if kind == "number_value" and not math.isfinite(value.number_value):
+            problems.add("number")
+        elif kind in ("struct_value", "list_value"):
+            if depth >= MAX_PARAMETER_DEPTH:
+                problems.add("depth")
+                continue
+            children = (
+                value.struct_value.fields.values() if kind == "struct_value" else value.list_value.values
+            )
+            stack.extend((child, depth + 1) for child in children)
+    if "depth" in problems:
+        v.add(f"{path}.parameters", f"nested deeper than {MAX_PARAMETER_DEPTH} levels")
+    if "number" in problems:
+        v.add(f"{path}.parameters", "numbers must be finite (no NaN or infinity)")
+
+
 VALIDATORS: tuple[Validator, ...] = (
     check_category,
     check_sizes,
@@ -123,6 +177,7 @@ VALIDATORS: tuple[Validator, ...] = (
     check_qos,
     check_references,
     check_labels,
+    check_parameters,
 )
 
 
@@ -137,6 +192,14 @@ def validate_split(split: types_pb2.SplitRequest, ctx: Context, v: Violations) -
     if split.batch_size <= 0:
         v.add("split.batch_size", f"must be positive (got {split.batch_size})")
     validate_spec(split.template, "split.template", ctx, v)
+    # Each batch gets the key "<key>#<index>", which must still fit.
+    suffix = len(f"#{max(split_count(split.total_items, split.batch_size) - 1, 0)}")
+    key = split.template.idempotency_key
+    if key and len(key) <= MAX_IDEMPOTENCY_KEY < len(key) + suffix:
+        v.add(
+            "split.template.idempotency_key",
+            f"must be at most {MAX_IDEMPOTENCY_KEY - suffix} characters (each batch adds '#<index>')",
+        )
 
 
 def task_count(request: classifier_pb2.SubmitTasksRequest) -> int:
@@ -147,14 +210,47 @@ def task_count(request: classifier_pb2.SubmitTasksRequest) -> int:
 
 
 def check_submit_size(request: classifier_pb2.SubmitTasksRequest, limits: Limits) -> None:
-    """An oversized submit is RESOURCE_EXHAUSTED, before looking at any spec."""
+    """An oversized submit, task payload or parameters is RESOURCE_EXHAUSTED, before any
+    other check: every limit it breaks is listed in one QuotaFailure."""
+    quota: list[QuotaViolation] = []
     count = task_count(request)
     if count > limits.max_tasks_per_submit:
-        raise ResourceExhausted(
-            f"{count} tasks in one submit is over the limit of {limits.max_tasks_per_submit}",
-            [QuotaViolation("tasks", f"at most {limits.max_tasks_per_submit} tasks per submit")],
-            reason="TOO_MANY_TASKS",
+        quota.append(
+            QuotaViolation("tasks", f"{count} tasks; at most {limits.max_tasks_per_submit} per submit")
         )
+    for i, spec in enumerate(request.tasks):
+        _check_payload(spec, f"tasks[{i}]", limits, quota)
+    if request.HasField("split"):
+        _check_payload(request.split.template, "split.template", limits, quota)
+    if not quota:
+        # Only now is the expanded size cheap to compute and meaningful.
+        split_tasks = count - len(request.tasks)
+        size = request.ByteSize() + split_tasks * (request.split.template.ByteSize() + 16)
+        if size > limits.max_submit_bytes:
+            quota.append(
+                QuotaViolation(
+                    "submit", f"{size} bytes with the split expanded; at most {limits.max_submit_bytes}"
+                )
+            )
+    if quota:
+        raise ResourceExhausted(
+            "the submit is over the size limits: "
+            + "; ".join(f"{q.subject}: {q.description}" for q in quota[:5]),
+            quota,
+            reason="SUBMIT_TOO_LARGE" if count <= limits.max_tasks_per_submit else "TOO_MANY_TASKS",
+        )
+
+
+def _check_payload(spec: types_pb2.TaskSpec, path: str, limits: Limits, quota: list[QuotaViolation]) -> None:
+    if len(spec.data) > limits.max_task_data_bytes:
+        quota.append(
+            QuotaViolation(f"{path}.data", f"{len(spec.data)} bytes; at most {limits.max_task_data_bytes}")
+        )
+    if spec.HasField("parameters"):
+        size = spec.parameters.ByteSize()
+        if size > limits.max_task_parameters_bytes:
+            limit = limits.max_task_parameters_bytes
+            quota.append(QuotaViolation(f"{path}.parameters", f"{size} bytes; at most {limit}"))
 
 
 def check_ids(field: str, ids: Sequence[str], v: Violations, *, limit: int, required: bool = True) -> None:
