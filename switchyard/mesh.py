@@ -307,6 +307,22 @@ class Mesh:
                     return exc
             await asyncio.sleep(poll_s)
 
+    async def restart(self, name: str, *, crash: bool = True) -> None:
+        """Stop one service (SIGKILL, as a crash, unless crash=False) and start it again;
+        returns once it reports SERVING. Its earlier log is kept as `<name>.log.1`."""
+        child = self.processes[name]
+        if crash:
+            child.kill()
+        else:
+            child.terminate()
+            end = time.monotonic() + self.options.grace_period_s
+            while child.exit_code() is None and time.monotonic() < end:
+                await asyncio.sleep(0.1)
+            child.kill()
+        child.log_path.replace(child.log_path.with_name(child.log_path.name + ".1"))
+        self._spawn(name)
+        await self._wait_serving([name], time.monotonic() + self.options.startup_timeout_s)
+
     async def stop(self) -> None:
         """Stop gracefully in reverse order, then SIGKILL what is left; always reaps all."""
         workers = list(self.ports.workers if self.ports else [])

@@ -14,6 +14,7 @@ from services.scheduler.config import SchedulerConfig
 from services.scheduler.convert import record_from_row
 from services.scheduler.core.clock import Clock, SystemClock
 from services.scheduler.engine import Engine
+from services.scheduler.leader import Leadership
 from services.scheduler.profiles import ProfileCache, ProfileFeed
 from services.scheduler.servicer import SchedulerServicer
 from services.scheduler.sql_store import SqlTaskStore
@@ -46,16 +47,26 @@ class SchedulerApp:
             ],
             InternalAuthenticator(config.internal_token),
         )
+        self.leadership = Leadership(config.database_url, self.db)
         self._loops: list[asyncio.Task[None]] = []
+        self._activation: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Serve health at once (NOT_SERVING), and become active once leadership is ours."""
         await asyncio.to_thread(upgrade, self.config.database_url, "scheduler", MIGRATIONS)
+        await self.server.start()
+        self._activation = asyncio.create_task(self._activate(), name="scheduler-activation")
+        await asyncio.wait({self._activation}, timeout=self.config.standby_wait_s)
+        if self._activation.done():
+            self._activation.result()
+
+    async def _activate(self) -> None:
+        await self.leadership.acquire()
         self.engine.committer.start()
         restored = await self.engine.restore()
         log.info("queues rebuilt", extra={"restored_tasks": restored})
         self.feed.start()
         self.tenant_feed.start()
-        await self.server.start()
         self._loops = [
             asyncio.create_task(self._cycle_loop(), name="placement-cycle"),
             asyncio.create_task(self._every(1.0, self.engine.sweep), name="liveness-sweep"),
@@ -63,11 +74,29 @@ class SchedulerApp:
                 self._every(self.config.reprioritize_interval_s, self.engine.reprioritize),
                 name="reprioritize",
             ),
+            asyncio.create_task(self._step_down_on_loss(), name="leadership-watch"),
         ]
+        self.engine.active = True
         await self.server.set_serving(True)
+
+    async def _step_down_on_loss(self) -> None:
+        watch = asyncio.create_task(self.leadership.watch())
+        try:
+            await self.leadership.lost.wait()
+        finally:
+            watch.cancel()
+        # Another scheduler may be active now: stop taking decisions at once.
+        log.error("leadership lost: stepping down")
+        self.engine.active = False
+        await self.server.set_serving(False)
+        for link in list(self.engine.workers.links.values()):
+            link.close()
 
     async def stop(self) -> None:
         await self.server.set_serving(False)
+        if self._activation is not None and not self._activation.done():
+            self._activation.cancel()
+            await asyncio.gather(self._activation, return_exceptions=True)
         for link in list(self.engine.workers.links.values()):
             link.close()
         await self.server.stop()
@@ -76,7 +105,9 @@ class SchedulerApp:
         await asyncio.gather(*self._loops, return_exceptions=True)
         await self.feed.stop()
         await self.tenant_feed.stop()
-        await self.engine.committer.stop()
+        if self.engine.committer.started:
+            await self.engine.committer.stop()
+        await self.leadership.release()
         await self.store.close()
 
     async def _cycle_loop(self) -> None:

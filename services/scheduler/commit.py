@@ -36,6 +36,10 @@ class Committer:
         self._stopping = False
         self.commits = 0
 
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="scheduler-commit")
 

@@ -25,6 +25,8 @@ class SchedulerConfig(ServerConfig):
     commit_batch_max: int = 2000
     max_placements_per_cycle: int = 1000
     max_attempts: int = 3
+    # How long start() waits to become active before returning as a standby.
+    standby_wait_s: float = 5.0
     weight_category: float = 1000.0
     weight_qos: float = 500.0
     weight_fair_share: float = 1000.0

@@ -66,6 +66,8 @@ class Engine:
         self.wake = asyncio.Event()
         self._idempotent: dict[tuple[str, str], str] = {}
         self.tenants = TenantBook()
+        # False while this scheduler is a standby (another one holds the leadership lock).
+        self.active = False
         profiles.shares = self.tenants.shares
 
     # ---- admission -------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from common.auth import require_internal
+from common.auth import require_internal as _require_internal
+from common.errors import Unavailable
 from services.scheduler.convert import task_to_proto, worker_to_proto
 from services.scheduler.engine import Engine
 from services.scheduler.link import serve_worker
@@ -23,8 +24,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.engine = engine
         self.queries = Queries(engine)
 
+    def _ready(self) -> None:
+        """Service callers only, and only on the active scheduler (a standby says UNAVAILABLE)."""
+        _require_internal()
+        if not self.engine.active:
+            raise Unavailable("this scheduler is a standby; another one is active", reason="STANDBY")
+
     async def EnqueueTasks(self, request: pb.EnqueueTasksRequest, context: Ctx) -> pb.EnqueueTasksResponse:
-        require_internal()
+        self._ready()
         validate_enqueue(request)
         stored = await self.engine.enqueue(list(request.tasks))
         return pb.EnqueueTasksResponse(tasks=[task_to_proto(r) for r in stored])
@@ -32,7 +39,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def GetTasks(
         self, request: pb.SchedulerServiceGetTasksRequest, context: Ctx
     ) -> pb.SchedulerServiceGetTasksResponse:
-        require_internal()
+        self._ready()
         validate_ids(request.tenant, request.task_ids, "task_ids")
         records = await self.queries.tasks(request.tenant, list(request.task_ids))
         return pb.SchedulerServiceGetTasksResponse(tasks=[task_to_proto(r) for r in records])
@@ -40,7 +47,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def ListTasks(
         self, request: pb.SchedulerServiceListTasksRequest, context: Ctx
     ) -> pb.SchedulerServiceListTasksResponse:
-        require_internal()
+        self._ready()
         validate_ids(request.tenant, [], "task_ids", allow_empty=True)
         states = [TaskState(s) for s in request.states if s in TaskState._value2member_map_]
         records, token = await self.queries.list_tasks(
@@ -53,7 +60,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def WatchTasks(
         self, request: pb.SchedulerServiceWatchTasksRequest, context: Ctx
     ) -> AsyncIterator[pb.SchedulerServiceWatchTasksResponse]:
-        require_internal()
+        self._ready()
         validate_ids(request.tenant, request.task_ids, "task_ids", allow_empty=bool(request.job_id))
         async for batch in self.queries.watch(request.tenant, list(request.task_ids), request.job_id):
             yield pb.SchedulerServiceWatchTasksResponse(tasks=batch)
@@ -61,14 +68,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def GetJob(
         self, request: pb.SchedulerServiceGetJobRequest, context: Ctx
     ) -> pb.SchedulerServiceGetJobResponse:
-        require_internal()
+        self._ready()
         validate_ids(request.tenant, [request.job_id], "job_id")
         return pb.SchedulerServiceGetJobResponse(job=await self.queries.job(request.tenant, request.job_id))
 
     async def CancelTasks(
         self, request: pb.SchedulerServiceCancelTasksRequest, context: Ctx
     ) -> pb.SchedulerServiceCancelTasksResponse:
-        require_internal()
+        self._ready()
         validate_ids(request.tenant, request.task_ids, "task_ids", allow_empty=bool(request.job_id))
         ids = list(request.task_ids)
         if request.job_id:
@@ -84,19 +91,19 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def ExplainTask(
         self, request: pb.SchedulerServiceExplainTaskRequest, context: Ctx
     ) -> pb.SchedulerServiceExplainTaskResponse:
-        require_internal()
+        self._ready()
         validate_ids(request.tenant, [request.task_id], "task_id")
         explanation = await self.queries.explain(request.tenant, request.task_id)
         return pb.SchedulerServiceExplainTaskResponse(explanation=explanation)
 
     async def ListWorkers(self, request: pb.ListWorkersRequest, context: Ctx) -> pb.ListWorkersResponse:
-        require_internal()
+        self._ready()
         links = sorted(self.engine.workers.links.values(), key=lambda link: link.slots.worker_id)
         return pb.ListWorkersResponse(workers=[worker_to_proto(link.slots, link.info) for link in links])
 
     async def ConnectWorker(
         self, request_iterator: AsyncIterator[pb.ConnectWorkerRequest], context: Ctx
     ) -> AsyncIterator[pb.ConnectWorkerResponse]:
-        require_internal()
+        self._ready()
         async for message in serve_worker(self.engine, request_iterator):
             yield message

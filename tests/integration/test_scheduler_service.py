@@ -365,3 +365,35 @@ async def test_running_quota_holds_tasks_back_and_explains_why(scheduler, stub):
     worker.finish(worker.assignments[0])
     await assert_eventually(lambda: len(worker.assignments) == 2, msg="the next one starts when a slot frees")
     await worker.close()
+
+
+async def test_a_second_scheduler_waits_as_standby_and_takes_over(database_url):
+    from dataclasses import replace
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    config = replace(make_config(database_url), standby_wait_s=0.5)
+    leader, standby = SchedulerApp(config), SchedulerApp(config)
+    await leader.start()
+    await standby.start()
+    try:
+        assert leader.engine.active and not standby.engine.active
+        async with authed_channel(f"127.0.0.1:{standby.server.port}", TOKEN) as channel:
+            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await scheduler_pb2_grpc.SchedulerServiceStub(channel).EnqueueTasks(
+                    pb.EnqueueTasksRequest(tasks=[classified()])
+                )
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        task = classified()
+        async with authed_channel(f"127.0.0.1:{leader.server.port}", TOKEN) as channel:
+            await scheduler_pb2_grpc.SchedulerServiceStub(channel).EnqueueTasks(
+                pb.EnqueueTasksRequest(tasks=[task])
+            )
+        await leader.stop()
+        await assert_eventually(lambda: standby.engine.active, timeout=30, msg="standby takes over")
+        assert task.id in standby.engine.tasks, "the new leader rebuilt the queue"
+    finally:
+        await standby.stop()
+        await leader.stop()
