@@ -44,6 +44,7 @@ def demand_from_spec(
         deadline=deadline,
         memory_bytes=spec.resources.memory_bytes,
         gpu_memory_bytes=spec.resources.gpu_memory_bytes,
+        expire_on_miss=spec.qos.on_deadline_miss == types_pb2.DEADLINE_MISS_POLICY_EXPIRE,
     )
 
 

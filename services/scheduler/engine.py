@@ -19,7 +19,7 @@ from services.scheduler.convert import record_from_proto
 from services.scheduler.core.clock import Clock
 from services.scheduler.core.cycle import CycleLimits, SchedulerView, plan_cycle
 from services.scheduler.core.model import Group
-from services.scheduler.core.placement import Priors
+from services.scheduler.core.placement import Priors, fastest_completion
 from services.scheduler.core.priority import PriorityWeights, priority
 from services.scheduler.core.queues import GroupQueue
 from services.scheduler.deps import Dependencies
@@ -84,7 +84,10 @@ class Engine:
         failed_deps = await self.deps.prepare(fresh, self.tasks, self.store)
         for record in fresh:
             record.queued_at = now
-            if record.id in failed_deps:
+            unreachable = self._unreachable_deadline(record, now)
+            if unreachable:
+                self._finish(record, TaskState.EXPIRED, "DEADLINE_UNREACHABLE", unreachable, now)
+            elif record.id in failed_deps:
                 self._finish(record, TaskState.FAILED, "DEPENDENCY_FAILED", failed_deps[record.id], now)
             elif self.deps.unmet(record.id):
                 record.state = TaskState.PENDING
@@ -95,6 +98,18 @@ class Engine:
             self._admit(record)
         self.wake.set()
         return [existing.get((r.tenant, r.idempotency_key or ""), r) for r in records]
+
+    def _unreachable_deadline(self, record: TaskRecord, now: float) -> str | None:
+        """Why an EXPIRE-on-miss task cannot meet its deadline on any live worker, if so."""
+        task = record.demand
+        if not task.expire_on_miss or task.deadline is None:
+            return None
+        best = fastest_completion(task, self.workers.fleet, self.profiles, self.priors, now)
+        if best is None:
+            return "no eligible worker is alive to meet the deadline"
+        if best > task.deadline:
+            return f"the fastest eligible device needs until {best - task.deadline:.3f}s past the deadline"
+        return None
 
     async def _idempotent_hits(self, records: list[TaskRecord]) -> dict[tuple[str, str], TaskRecord]:
         hits: dict[tuple[str, str], TaskRecord] = {}

@@ -397,3 +397,34 @@ async def test_a_second_scheduler_waits_as_standby_and_takes_over(database_url):
     finally:
         await standby.stop()
         await leader.stop()
+
+
+async def test_expire_on_miss_is_expired_at_admission_and_run_anyway_is_kept(stub):
+    from google.protobuf import timestamp_pb2
+
+    soon = timestamp_pb2.Timestamp()
+    soon.FromNanoseconds(int((__import__("time").time() + 0.05) * 1e9))
+    expire = classified(
+        qos=types_pb2.Qos(deadline=soon, on_deadline_miss=types_pb2.DEADLINE_MISS_POLICY_EXPIRE)
+    )
+    keep = classified(
+        qos=types_pb2.Qos(deadline=soon, on_deadline_miss=types_pb2.DEADLINE_MISS_POLICY_RUN_ANYWAY)
+    )
+    stored = (await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[expire, keep]))).tasks
+    assert stored[0].state == types_pb2.TASK_STATE_EXPIRED
+    assert stored[0].error.reason == "DEADLINE_UNREACHABLE"
+    assert stored[1].state == types_pb2.TASK_STATE_QUEUED
+    # RUN_ANYWAY past its deadline before it started: EXPIRED by the cycle, with the reason
+    worker = ScriptedWorker(stub)
+    await asyncio.sleep(0.1)
+    await worker.connect()
+
+    async def expired():
+        got = await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[keep.id]))
+        return (
+            got.tasks[0].state == types_pb2.TASK_STATE_EXPIRED
+            and got.tasks[0].error.reason == "DEADLINE_PASSED"
+        )
+
+    await assert_eventually(expired, msg="deadline passed before start")
+    await worker.close()

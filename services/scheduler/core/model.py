@@ -52,6 +52,8 @@ class TaskDemand:
     deadline: float | None = None
     memory_bytes: int = 0
     gpu_memory_bytes: int = 0
+    # DeadlineMissPolicy EXPIRE: drop at admission when no worker can meet the deadline.
+    expire_on_miss: bool = False
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.scheduler.core.fleet import Cursor, DeviceClass
+from services.scheduler.core.fleet import Cursor, DeviceClass, Fleet
 from services.scheduler.core.model import (
     KINDS_FOR_GROUP,
     Kind,
@@ -121,4 +121,17 @@ def best_worker(
             continue
         if best is None or (candidate.total_s, not candidate.cold) < (best[1].total_s, not best[1].cold):
             best = (worker, candidate)
+    return best
+
+
+def fastest_completion(
+    task: TaskDemand, fleet: Fleet, estimator: Estimator, priors: Priors, now: float
+) -> float | None:
+    """The earliest predicted completion on any eligible device class, busy or not
+    (None when no eligible worker is alive): what admission checks a deadline against."""
+    best: float | None = None
+    for cls in fleet.classes.values():
+        if fits(task, cls.representative):
+            done = now + predict(task, cls.representative, estimator, priors).total_s
+            best = done if best is None else min(best, done)
     return best
