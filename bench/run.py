@@ -11,6 +11,7 @@ import sys
 
 BENCHMARKS = {
     "placement": "bench.placement",
+    "mesh": "bench.mesh",
     "submit": "bench.submit",
     "ingest": "bench.ingest",
 }

@@ -222,21 +222,24 @@ class _Waiter:
         self.ids = ids
         self.poll_interval = poll_interval
         self.latest: dict[str, types_pb2.Task] = {}
+        self.remaining = set(ids)
         self.changed = asyncio.Event()
 
     def unfinished(self) -> list[str]:
-        return [i for i in self.ids if i not in self.latest or self.latest[i].state not in TERMINAL_STATES]
+        return [i for i in self.ids if i in self.remaining]
 
     def _update(self, tasks: Iterable[types_pb2.Task]) -> None:
         for task in tasks:
             self.latest[task.id] = task
+            if task.state in TERMINAL_STATES:
+                self.remaining.discard(task.id)
             if self.on_update is not None:
                 self.on_update(task)
         self.changed.set()
 
     async def _follow(self) -> None:
         """Feed from WatchTasks, reopening a stream that ends; polling alone covers the rest."""
-        while self.unfinished():
+        while self.remaining:
             started = time.monotonic()
             try:
                 async for task in self.client.watch_tasks(self.unfinished()):
@@ -258,7 +261,7 @@ class _Waiter:
         try:
             while True:
                 self.changed.clear()
-                if not self.unfinished():
+                if not self.remaining:
                     return [self.latest[i] for i in self.ids]
                 if not await self._changed_or_timeout():
                     self._update(await self.client.get_tasks(self.unfinished()))
