@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import weakref
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -43,6 +44,13 @@ PROFILES = cast(sa.Table, ProfileRow.__table__)
 WORKER_PROFILES = cast(sa.Table, WorkerProfileRow.__table__)
 RESOURCES = cast(sa.Table, ResourceRow.__table__)
 TENANT_USAGE = cast(sa.Table, TenantUsageRow.__table__)
+_SAMPLE_COLUMNS = [c.name for c in SAMPLES.columns]
+_COPY_SAMPLES = f"COPY incoming_samples ({', '.join(_SAMPLE_COLUMNS)}) FROM STDIN"
+_MOVE_SAMPLES = (
+    f"INSERT INTO metric_samples ({', '.join(_SAMPLE_COLUMNS)})"
+    f" SELECT {', '.join(_SAMPLE_COLUMNS)} FROM incoming_samples"
+    " ON CONFLICT (task_id, attempt) DO NOTHING RETURNING task_id, attempt"
+)
 _STAT_COLUMNS = ("count", "mean", "m2", "ewma", "sketch", "items_per_second", "updated_at")
 
 
@@ -57,6 +65,7 @@ class SqlProfileStore:
         usage_half_life_s: float = 3600.0,
         reference_device: str = "",
         speed_min_samples: int = DEFAULT_MIN_SAMPLES,
+        stats_cache_size: int = 100_000,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._engine = engine
@@ -68,6 +77,11 @@ class SqlProfileStore:
         # with every committed fold; the speed table is derived from it (speeds.py).
         self._workloads: dict[str, WorkloadTime] | None = None
         self._speed_table = SpeedTable()
+        # Committed running figures of recently folded profiles and worker profiles, so that
+        # a batch neither reads nor decodes them again (this process is the only writer).
+        self._cache = StatsCache(stats_cache_size)
+        # psycopg connections that have the temporary staging table (PostgreSQL only).
+        self._staged: weakref.WeakSet[Any] = weakref.WeakSet()
         self._clock = clock
         self._shares: dict[str, float] = {}
         self._lock = asyncio.Lock()
@@ -89,8 +103,9 @@ class SqlProfileStore:
                 stored = {first[k] for k in inserted}
                 new = [metrics[i] for i in sorted(stored)]
                 await self._upsert_resources(conn, metrics, now)
-                profiles = await self._fold_profiles(conn, new, now)
-                await self._fold_worker_profiles(conn, new, now)
+                folded: dict[Any, ProfileStats] = {}
+                profiles = await self._fold_profiles(conn, new, now, folded)
+                await self._fold_worker_profiles(conn, new, now, folded)
                 table = self._speed_table
                 if profiles:
                     workloads = {**workloads, **{p.key.id: _workload_time(p) for p in profiles}}
@@ -98,6 +113,7 @@ class SqlProfileStore:
                 scores = await self._charge_tenants(conn, new, now, table)
             # Committed: only now does the in-memory view move on.
             self._workloads, self._speed_table = workloads, table
+            self._cache.put_all(folded)
         return IngestResult(
             duplicates=[i not in stored for i in range(len(metrics))], profiles=profiles, scores=scores
         )
@@ -106,23 +122,34 @@ class SqlProfileStore:
         self, conn: AsyncConnection, metrics: Sequence[Metric], now: datetime
     ) -> set[tuple[str, int]]:
         rows = [_sample_row(m, now) for m in metrics]
-        insert = self._dialect.insert(SAMPLES)
         if self._dialect is postgresql:
-            # One array per column through unnest: a short statement whatever the batch size
-            # (a VALUES list of 500 rows x 20 columns costs more to render than to run).
-            columns = list(rows[0])
-            arrays = [
-                sa.func.unnest(sa.bindparam(c, type_=postgresql.ARRAY(SAMPLES.c[c].type))) for c in columns
-            ]
-            insert = insert.from_select(columns, sa.select(*arrays))
-            params: Any = {c: [row[c] for row in rows] for c in columns}
-        else:
-            params = rows
+            return await self._copy_samples(conn, rows)
+        insert = self._dialect.insert(SAMPLES)
         stmt = insert.on_conflict_do_nothing(index_elements=["task_id", "attempt"]).returning(
             SAMPLES.c.task_id, SAMPLES.c.attempt
         )
-        result = await conn.execute(stmt, params)
+        result = await conn.execute(stmt, rows)
         return {(row.task_id, row.attempt) for row in result}
+
+    async def _copy_samples(
+        self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+    ) -> set[tuple[str, int]]:
+        """COPY the batch into a per-connection temporary table (emptied at commit), then
+        move it over with ON CONFLICT DO NOTHING: COPY's speed, INSERT's idempotency."""
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        async with raw.cursor() as cur:
+            if raw not in self._staged:
+                await cur.execute(
+                    "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_samples"
+                    " (LIKE metric_samples INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                )
+                self._staged.add(raw)
+            async with cur.copy(_COPY_SAMPLES) as copy:
+                for row in rows:
+                    await copy.write_row([row[c] for c in _SAMPLE_COLUMNS])
+            await cur.execute(_MOVE_SAMPLES)
+            return {(task_id, attempt) for task_id, attempt in await cur.fetchall()}
 
     async def _upsert(
         self, conn: AsyncConnection, table: sa.Table, keys: Sequence[str], rows: Sequence[dict[str, Any]]
@@ -144,48 +171,54 @@ class SqlProfileStore:
         await self._upsert(conn, RESOURCES, ["worker_id"], rows)
 
     async def _fold_profiles(
-        self, conn: AsyncConnection, new: Sequence[Metric], now: datetime
+        self, conn: AsyncConnection, new: Sequence[Metric], now: datetime, folded: dict[Any, ProfileStats]
     ) -> list[Profile]:
         groups: dict[str, list[Metric]] = defaultdict(list)
         for m in _profiled(new):
             groups[m.profile_key.id].append(m)
         if not groups:
             return []
-        query = sa.select(PROFILES).where(PROFILES.c.key_id.in_(sorted(groups))).with_for_update()
-        existing = {row.key_id: row for row in await conn.execute(query)}
-        rows = []
+        missing = sorted(k for k in groups if k not in self._cache)
+        if missing:
+            query = sa.select(PROFILES).where(PROFILES.c.key_id.in_(missing)).with_for_update()
+            self._cache.put_all({row.key_id: _stats(row._mapping) for row in await conn.execute(query)})
+        rows, profiles = [], []
         for key_id, samples in sorted(groups.items()):
-            stats = self._fold(existing.get(key_id), samples)
-            rows.append(
-                {"key_id": key_id, **_key_columns(samples[0].profile_key), **_stat_columns(stats, now)}
-            )
+            key = samples[0].profile_key
+            stats = folded[key_id] = self._fold(self._cache.get(key_id), samples)
+            rows.append({"key_id": key_id, **_key_columns(key), **_stat_columns(stats, now)})
+            profiles.append(_profile_of(key, stats, now))
         await self._upsert(conn, PROFILES, ["key_id"], rows)
-        return [_profile(row) for row in rows]
+        return profiles
 
     async def _fold_worker_profiles(
-        self, conn: AsyncConnection, new: Sequence[Metric], now: datetime
+        self, conn: AsyncConnection, new: Sequence[Metric], now: datetime, folded: dict[Any, ProfileStats]
     ) -> None:
         groups: dict[tuple[str, str], list[Metric]] = defaultdict(list)
         for m in _profiled(new):
             groups[(m.profile_key.id, m.worker_id)].append(m)
         if not groups:
             return
-        query = (
-            sa.select(WORKER_PROFILES)
-            .where(WORKER_PROFILES.c.key_id.in_(sorted({k for k, _ in groups})))
-            .where(WORKER_PROFILES.c.worker_id.in_(sorted({w for _, w in groups})))
-            .with_for_update()
-        )
-        existing = {(row.key_id, row.worker_id): row for row in await conn.execute(query)}
+        missing = [k for k in groups if k not in self._cache]
+        if missing:
+            query = (
+                sa.select(WORKER_PROFILES)
+                .where(WORKER_PROFILES.c.key_id.in_(sorted({k for k, _ in missing})))
+                .where(WORKER_PROFILES.c.worker_id.in_(sorted({w for _, w in missing})))
+                .with_for_update()
+            )
+            found = {(row.key_id, row.worker_id): _stats(row._mapping) for row in await conn.execute(query)}
+            self._cache.put_all(found)
         rows = []
         for (key_id, worker_id), samples in sorted(groups.items()):
-            stats = self._fold(existing.get((key_id, worker_id)), samples)
+            stats = folded[(key_id, worker_id)] = self._fold(self._cache.get((key_id, worker_id)), samples)
             key_cols = _key_columns(samples[0].profile_key)
             rows.append({"key_id": key_id, "worker_id": worker_id, **key_cols, **_stat_columns(stats, now)})
         await self._upsert(conn, WORKER_PROFILES, ["key_id", "worker_id"], rows)
 
-    def _fold(self, row: sa.Row[Any] | None, samples: Sequence[Metric]) -> ProfileStats:
-        stats = _stats(row._mapping) if row is not None else ProfileStats()
+    def _fold(self, committed: ProfileStats | None, samples: Sequence[Metric]) -> ProfileStats:
+        # A copy: the cached value stays the committed one until the transaction commits.
+        stats = committed.copy() if committed is not None else ProfileStats()
         for m in samples:
             stats.observe(m.execution_time_s or 0.0, m.throughput, self._alpha)
         return stats
@@ -300,6 +333,30 @@ class SqlProfileStore:
         await self._engine.dispose()
 
 
+class StatsCache:
+    """Least-recently-used map of profile key (or (key, worker)) to committed stats."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[Any, ProfileStats] = OrderedDict()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def get(self, key: Any) -> ProfileStats | None:
+        stats = self._items.get(key)
+        if stats is not None:
+            self._items.move_to_end(key)
+        return stats
+
+    def put_all(self, items: Mapping[Any, ProfileStats]) -> None:
+        self._items.update(items)
+        for key in items:
+            self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+
 def _aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything stored is UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
@@ -378,7 +435,7 @@ def _stats(values: Mapping[Any, Any]) -> ProfileStats:
 
 
 def _profile(values: Mapping[Any, Any]) -> Profile:
-    """A profile from a row mapping (or the dict about to be written)."""
+    """A profile from a row mapping."""
     key = ProfileKey(
         device_model=values["device_model"],
         model=ModelRef(name=values["model_name"], version=values["model_version"]),
@@ -386,7 +443,10 @@ def _profile(values: Mapping[Any, Any]) -> Profile:
         batch_bucket=values["batch_bucket"],
         category=values["category"],
     )
-    stats = _stats(values)
+    return _profile_of(key, _stats(values), _aware(values["updated_at"]))
+
+
+def _profile_of(key: ProfileKey, stats: ProfileStats, updated_at: datetime) -> Profile:
     p50, p95, p99 = stats.quantiles()
     return Profile(
         key=key,
@@ -398,5 +458,5 @@ def _profile(values: Mapping[Any, Any]) -> Profile:
         p95_seconds=p95,
         p99_seconds=p99,
         items_per_second=stats.items_per_second or 0.0,
-        updated_at=_aware(values["updated_at"]),
+        updated_at=updated_at,
     )

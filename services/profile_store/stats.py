@@ -129,6 +129,25 @@ class QuantileSketch:
                 return self._value(index)
         return self._value(indices[-1])
 
+    def quantiles_of(self, qs: tuple[float, ...]) -> tuple[float, ...]:
+        """`quantile(q)` for each q of an ascending tuple, in one pass over the buckets."""
+        total = self.count
+        if total == 0:
+            return tuple(0.0 for _ in qs)
+        out: list[float] = []
+        indices = sorted(self.buckets)
+        seen, k = self.zero_count, 0
+        for q in qs:
+            rank = q * (total - 1)
+            if seen > rank and k == 0 and self.zero_count > rank:
+                out.append(0.0)
+                continue
+            while k < len(indices) and seen <= rank:
+                seen += self.buckets[indices[k]]
+                k += 1
+            out.append(self._value(indices[max(k - 1, 0)]))
+        return tuple(out)
+
     def copy(self) -> QuantileSketch:
         clone = QuantileSketch(self.relative_accuracy, self.max_buckets)
         clone.buckets = dict(self.buckets)
@@ -190,4 +209,8 @@ class ProfileStats:
         self.sketch.add(seconds)
 
     def quantiles(self) -> tuple[float, float, float]:
-        return (self.sketch.quantile(0.5), self.sketch.quantile(0.95), self.sketch.quantile(0.99))
+        p50, p95, p99 = self.sketch.quantiles_of((0.5, 0.95, 0.99))
+        return p50, p95, p99
+
+    def copy(self) -> ProfileStats:
+        return ProfileStats(self.moments, self.ewma_seconds, self.items_per_second, self.sketch.copy())

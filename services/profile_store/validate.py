@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -18,6 +19,7 @@ MAX_BATCH_SIZE = 1 << 30
 MAX_DURATION_S = 30 * 24 * 3600
 _PRECISIONS = frozenset(types_pb2.Precision.values())
 _OUTCOMES = frozenset(types_pb2.Outcome.values()) - {types_pb2.OUTCOME_UNSPECIFIED}
+_CONTROL = re.compile("[\x00-\x1f]")
 _MIN_TS, _MAX_TS = -62135596800, 253402300799  # 0001-01-01 .. 9999-12-31
 
 
@@ -26,7 +28,7 @@ def _name(v: Violations, path: str, value: str, *, required: bool = True) -> Non
         v.add(path, "required")
     elif len(value) > MAX_NAME:
         v.add(path, f"longer than {MAX_NAME} characters")
-    elif any(ord(c) < 0x20 for c in value):
+    elif _CONTROL.search(value):
         v.add(path, "contains control characters")
 
 
