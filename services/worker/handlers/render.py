@@ -163,7 +163,11 @@ def render(
     grey = fg.mean(1, keepdim=True)
     fg = (grey + (fg - grey) * p["saturation"].view(n, 1, 1, 1)) * p["brightness"].view(n, 1, 1, 1)
     image = alpha * fg + (1 - alpha) * _backgrounds(p["background"], size, device)
-    noise = torch.randn(image.shape, generator=gen).to(device) * p["noise_std"].view(n, 1, 1, 1)
+    # Sensor noise is drawn on the device (a host draw of N*3*size^2 values would bound a
+    # GPU's rate), from a device generator seeded by the task's generator: deterministic
+    # under a seed on a given device.
+    noise_gen = torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+    noise = torch.randn(image.shape, generator=noise_gen, device=device) * p["noise_std"].view(n, 1, 1, 1)
     return (image + noise).clamp(0, 1), alpha[:, 0] > 0.5
 
 
@@ -175,9 +179,17 @@ def _backgrounds(index: torch.Tensor, size: int, device: str) -> torch.Tensor:
 
 def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
     """(N, 4) int64 boxes [x0, y0, x1, y1] (inclusive) of (N, H, W) masks; zeros when empty."""
-    out = torch.zeros(masks.shape[0], 4, dtype=torch.int64)
-    for i, mask in enumerate(masks.cpu()):
-        ys, xs = torch.nonzero(mask, as_tuple=True)
-        if ys.numel():
-            out[i] = torch.stack([xs.min(), ys.min(), xs.max(), ys.max()])
-    return out
+    rows, cols = masks.any(2), masks.any(1)  # (N, H), (N, W)
+    ys = torch.arange(masks.shape[1], device=masks.device)
+    xs = torch.arange(masks.shape[2], device=masks.device)
+    big = max(masks.shape[1], masks.shape[2])
+    out = torch.stack(
+        [
+            torch.where(cols, xs, big).min(1).values,
+            torch.where(rows, ys, big).min(1).values,
+            torch.where(cols, xs, -1).max(1).values,
+            torch.where(rows, ys, -1).max(1).values,
+        ],
+        1,
+    )
+    return torch.where(rows.any(1, keepdim=True), out, 0).to(torch.int64).cpu()
