@@ -7,6 +7,7 @@ paths (`tasks[3].batch_size`, `split.template.precision`); nothing stops at the 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,11 @@ MAX_LABEL_KEY = 63
 MAX_LABEL_VALUE = 256
 MAX_IDEMPOTENCY_KEY = 128
 MAX_ID = 128  # the scheduler stores ids of at most 128 characters
+# Ids are printable ASCII without spaces; keys may be any text but control characters
+# (PostgreSQL text cannot hold NUL, and neither belongs in a key).
+ID_RE = re.compile(rf"^[\x21-\x7e]{{1,{MAX_ID}}}$")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+ID_RULE = f"must be 1 to {MAX_ID} printable ASCII characters without spaces"
 # Higher is more exact; the lowest acceptable precision must not rank above the wanted one.
 PRECISION_RANK = {Precision.FP32: 3, Precision.BF16: 2, Precision.FP16: 2, Precision.INT8: 1}
 
@@ -119,8 +125,8 @@ def check_references(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Viola
         v.add(f"{path}.depends_on", f"{len(spec.depends_on)} ids is over the limit of {MAX_DEPENDS_ON}")
         return
     for i, dep in enumerate(spec.depends_on):
-        if not dep.strip() or len(dep) > MAX_ID:
-            v.add(f"{path}.depends_on[{i}]", f"must be a task id of 1 to {MAX_ID} characters")
+        if not ID_RE.match(dep):
+            v.add(f"{path}.depends_on[{i}]", f"a task id {ID_RULE}")
     for kind, blocks in (("inputs", spec.inputs), ("outputs", spec.outputs)):
         if len(blocks) > MAX_DATABLOCKS:
             v.add(f"{path}.{kind}", f"{len(blocks)} datablocks is over the limit of {MAX_DATABLOCKS}")
@@ -140,8 +146,9 @@ def check_labels(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violation
             v.add(f"{path}.labels[{key[:40]!r}]", f"keys must be 1 to {MAX_LABEL_KEY} characters")
         elif len(value) > MAX_LABEL_VALUE:
             v.add(f"{path}.labels[{key!r}]", f"values must be at most {MAX_LABEL_VALUE} characters")
-    if len(spec.idempotency_key) > MAX_IDEMPOTENCY_KEY:
-        v.add(f"{path}.idempotency_key", f"must be at most {MAX_IDEMPOTENCY_KEY} characters")
+    key = spec.idempotency_key
+    if len(key) > MAX_IDEMPOTENCY_KEY or CONTROL_RE.search(key):
+        v.add(f"{path}.idempotency_key", f"must be at most {MAX_IDEMPOTENCY_KEY} characters, none a control")
 
 
 def check_parameters(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations) -> None:
@@ -260,12 +267,12 @@ def check_ids(field: str, ids: Sequence[str], v: Violations, *, limit: int, requ
     if len(ids) > limit:
         v.add(field, f"{len(ids)} ids is over the limit of {limit}")
     for i, value in enumerate(ids[:limit]):
-        if not value or len(value) > MAX_ID:
-            v.add(f"{field}[{i}]", f"must be 1 to {MAX_ID} characters")
+        if not ID_RE.match(value):
+            v.add(f"{field}[{i}]", ID_RULE)
 
 
 def check_required(field: str, value: str, v: Violations) -> None:
     if not value:
         v.add(field, "required")
-    elif len(value) > MAX_ID:
-        v.add(field, f"must be at most {MAX_ID} characters")
+    elif not ID_RE.match(value):
+        v.add(field, ID_RULE)
