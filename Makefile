@@ -53,3 +53,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .switchyard
+
+## On a lent GPU machine, with its own python3 (docs/gpu.md): measure the GPU worker and
+## write bench/reports/gpu.md; uses the venv of bench/gpu_bootstrap.sh when there is one.
+.PHONY: gpu-check
+gpu-check:
+	bash bench/gpu_bootstrap.sh run $(GPU_CHECK_ARGS)
