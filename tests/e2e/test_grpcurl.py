@@ -97,3 +97,35 @@ async def test_errors_come_back_as_grpc_codes(mesh):
         *headers, "-d", missing, mesh.classifier_address, "switchyard.v1.ClassifierService/GetTasks"
     )
     assert code == 64 + 5, out  # NOT_FOUND
+
+
+async def test_classify_tasks_explains_the_group(mesh):
+    body = json.dumps(
+        {
+            "tasks": [
+                {"category": "ingest_source_assets"},
+                {"category": "inference", "precision": "PRECISION_INT8"},
+            ]
+        }
+    )
+    headers = ["-H", f"authorization: Bearer {mesh.tokens['globex']}"]
+    code, out = await grpcurl(
+        *headers, "-d", body, mesh.classifier_address, "switchyard.v1.ClassifierService/ClassifyTasks"
+    )
+    assert code == 0, out
+    first, second = json.loads(out)["classifications"]
+    assert (first["category"], first["eligibility"], first["rule"]) == (
+        "ingest_source_assets",
+        "ELIGIBILITY_CPU_ONLY",
+        "category:ingest_source_assets",
+    )
+    assert (second["eligibility"], second["rule"]) == ("ELIGIBILITY_CPU_ONLY", "constraint:precision=int8")
+    code, out = await grpcurl(
+        *headers,
+        "-d",
+        json.dumps({"tasks": [{"category": "warp_drive"}]}),
+        mesh.classifier_address,
+        "switchyard.v1.ClassifierService/ClassifyTasks",
+    )
+    assert code == 64 + 3, out  # INVALID_ARGUMENT, naming the known categories
+    assert "warp_drive" in out and "create_synthetic_data" in out
