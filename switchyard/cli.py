@@ -96,7 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("task_id")
     health = sub.add_parser("health", parents=[conn], help="grpc health of each address (no token)")
     health.add_argument("addresses", nargs="*", metavar="ADDRESS", help="default: --address")
+    _add_operator_commands(sub, conn)
     return parser
+
+
+def _add_operator_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], conn: argparse.ArgumentParser
+) -> None:
+    """`profiles` and `tenants`: read the profile store with the internal token."""
+    op = argparse.ArgumentParser(add_help=False)
+    op.add_argument(
+        "--profile-store", default="127.0.0.1:50053", help="profile store address (127.0.0.1:50053)"
+    )
+    op.add_argument("--internal-token", help="service-to-service token ($SWITCHYARD_INTERNAL_TOKEN)")
+    profiles = sub.add_parser("profiles", parents=[conn, op], help="performance profiles (operators)")
+    profiles.add_argument("--model", default="", help="only this model name")
+    profiles.add_argument("--device", default="", help="only this device model")
+    profiles.add_argument("--precision", help="only this precision: fp32, bf16, fp16 or int8")
+    sub.add_parser("tenants", parents=[conn, op], help="tenant usage and fair-share scores (operators)")
 
 
 def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,16 +6,19 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import grpc
 
 from switchyard import render, specs
 from switchyard.client import Client
 from switchyard.endpoints import health_status
 from switchyard.errors import SwitchyardError
-from switchyard.v1 import classifier_pb2, types_pb2
+from switchyard.v1 import classifier_pb2, profile_store_pb2, profile_store_pb2_grpc, types_pb2
 
 EXIT_TASKS_FAILED = 3
 
@@ -193,6 +196,66 @@ async def cmd_health(args: argparse.Namespace) -> int:
     return 0 if all(s == "SERVING" for s in statuses) else 1
 
 
+PROFILE_STORE_ADDRESS = "127.0.0.1:50053"
+INTERNAL_TOKEN_ENV = "SWITCHYARD_INTERNAL_TOKEN"
+
+
+@contextlib.asynccontextmanager
+async def _profile_store(args: argparse.Namespace) -> AsyncIterator[tuple[Any, tuple[tuple[str, str], ...]]]:
+    """The profile store's stub and the internal-token metadata (operator commands)."""
+    token = getattr(args, "internal_token", None) or os.environ.get(INTERNAL_TOKEN_ENV, "")
+    if not token:
+        raise UsageError(f"no internal token: pass --internal-token or set {INTERNAL_TOKEN_ENV}")
+    address = getattr(args, "profile_store", None) or PROFILE_STORE_ADDRESS
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            yield (
+                profile_store_pb2_grpc.ProfileStoreServiceStub(channel),
+                (("authorization", f"Bearer {token}"),),
+            )
+        except grpc.aio.AioRpcError as exc:
+            error = SwitchyardError.from_rpc_error(exc)
+            if error.code == "UNAVAILABLE" and not error.reason:
+                error.message += f" (is the profile store running at {address}?)"
+            raise error from None
+
+
+async def cmd_profiles(args: argparse.Namespace) -> int:
+    request = profile_store_pb2.ListProfilesRequest(
+        model_name=args.model or "", device_model=args.device or "", page_size=500
+    )
+    if args.precision:
+        try:
+            request.precision = specs.parse_precision(args.precision)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    profiles: list[types_pb2.Profile] = []
+    async with _profile_store(args) as (stub, metadata):
+        while True:
+            page = await stub.ListProfiles(request, metadata=metadata, timeout=args.timeout)
+            profiles.extend(page.profiles)
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+    _out(args, render.profiles_table(profiles), profiles)
+    return 0
+
+
+async def cmd_tenants(args: argparse.Namespace) -> int:
+    async with _profile_store(args) as (stub, metadata):
+        reply = await stub.ListTenantScores(
+            profile_store_pb2.ListTenantScoresRequest(), metadata=metadata, timeout=args.timeout
+        )
+    scores = sorted(reply.scores, key=lambda s: (s.usage_score, s.tenant))
+    _out(args, render.tenant_scores_table(scores), scores)
+    return 0
+
+
+OPERATOR_COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "profiles": cmd_profiles,
+    "tenants": cmd_tenants,
+}
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "submit": cmd_submit,
     "classify": cmd_classify,
@@ -209,6 +272,8 @@ async def run(args: argparse.Namespace) -> int:
     """Run one client subcommand; SwitchyardError and UsageError propagate to `cli.main`."""
     if args.command == "health":
         return await cmd_health(args)
+    if args.command in OPERATOR_COMMANDS:
+        return await OPERATOR_COMMANDS[args.command](args)
     if not args.token:
         raise UsageError("no token: pass --token or set SWITCHYARD_TOKEN (`switchyard up` prints tokens)")
     async with Client(args.address, args.token, timeout=args.timeout) as client:

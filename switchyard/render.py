@@ -13,6 +13,12 @@ from switchyard.errors import SwitchyardError
 from switchyard.specs import enum_name
 from switchyard.v1 import classifier_pb2, types_pb2
 
+PROFILE_HEADERS = (
+    "DEVICE", "MODEL", "PRECISION", "BATCH", "CATEGORY", "COUNT",
+    "MEAN", "EWMA", "P50", "P95", "P99", "ITEMS/S",
+)  # fmt: skip
+TENANT_HEADERS = ("TENANT", "SHARE", "USAGE (REF-S)", "USAGE SCORE", "FAIR-SHARE FACTOR")
+
 TASK_HEADERS = ("TASK", "JOB", "CATEGORY", "STATE", "GROUP", "WORKER", "TRY", "LATENCY", "ERROR")
 
 
@@ -149,3 +155,43 @@ def error_lines(error: SwitchyardError) -> list[str]:
     if error.retry_delay is not None:
         lines.append(f"  retry after {error.retry_delay:g}s")
     return lines
+
+
+def profiles_table(profiles: Iterable[types_pb2.Profile]) -> str:
+    """One row per profile key, times in ms/s (`switchyard profiles`)."""
+    rows = []
+    for p in profiles:
+        k = p.key
+        model = f"{k.model.name}:{k.model.version}" if k.model.version else k.model.name
+        rows.append(
+            [
+                k.device_model,
+                model,
+                enum_name(types_pb2.Precision, "PRECISION_", k.precision),
+                f"<={k.batch_bucket}",
+                k.category,
+                p.count,
+                duration(p.mean_seconds),
+                duration(p.ewma_seconds),
+                duration(p.p50_seconds),
+                duration(p.p95_seconds),
+                duration(p.p99_seconds),
+                f"{p.items_per_second:.1f}",
+            ]
+        )
+    return table(PROFILE_HEADERS, rows)
+
+
+def tenant_scores_table(scores: Iterable[types_pb2.TenantScore]) -> str:
+    """One row per tenant (`switchyard tenants`); a lower usage score is served first."""
+    rows = [
+        [
+            s.tenant,
+            f"{s.share:g}",
+            f"{s.decayed_usage:.2f}",
+            f"{s.usage_score:.3f}",
+            f"{s.fair_share_factor:.3f}",
+        ]
+        for s in scores
+    ]
+    return table(TENANT_HEADERS, rows)
