@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from typing import Any
 
 import grpc
@@ -47,9 +49,39 @@ class _StreamStream(_Metadata, grpc.aio.StreamStreamClientInterceptor):
         return await continuation(self._details(details), request_iterator)
 
 
-def authed_channel(address: str, token: str | None) -> grpc.aio.Channel:
-    """An insecure (loopback or mesh-internal) channel that sends `authorization: Bearer`."""
+def channel_target(address: str, health_service: str = "") -> tuple[str, list[tuple[str, Any]]]:
+    """The gRPC target and options for "host:port" or "host:port,host:port,…".
+
+    With several addresses (an active scheduler and its standby), calls go only to those
+    whose health service reports SERVING: client-side health checking over round_robin.
+    """
+    addresses = [a.strip() for a in address.split(",") if a.strip()]
+    if len(addresses) < 2:
+        return address, list(CHANNEL_OPTIONS)
+    if not all(_is_ipv4(a.rpartition(":")[0]) for a in addresses):
+        # gRPC's static multi-address target takes IP literals only; DNS names rely on the
+        # name resolving to the active instance (a Kubernetes Service with a readiness probe).
+        return addresses[0], list(CHANNEL_OPTIONS)
+    config = {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": health_service},
+    }
+    return "ipv4:" + ",".join(addresses), [*CHANNEL_OPTIONS, ("grpc.service_config", json.dumps(config))]
+
+
+def authed_channel(address: str, token: str | None, *, health_service: str = "") -> grpc.aio.Channel:
+    """An insecure (loopback or mesh-internal) channel that sends `authorization: Bearer`;
+    `address` may list several servers, of which only the SERVING ones are used."""
     interceptors: list[Any] = []
     if token:
         interceptors = [_UnaryUnary(token), _UnaryStream(token), _StreamUnary(token), _StreamStream(token)]
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    target, options = channel_target(address, health_service)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True

@@ -7,6 +7,7 @@ logged with the request id and answered INTERNAL without internal detail.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import uuid
@@ -109,8 +110,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 handler.response_serializer,
             )
         if handler.unary_stream:
+            # A streaming handler is either an async generator or a coroutine that writes
+            # with context.write (as the health service's Watch does).
+            streaming = handler.unary_stream
+            wrapped = call.wrap_stream if inspect.isasyncgenfunction(streaming) else call.wrap_unary
             return grpc.unary_stream_rpc_method_handler(
-                call.wrap_stream(handler.unary_stream),  # type: ignore[arg-type]
+                wrapped(streaming),  # type: ignore[arg-type]
                 handler.request_deserializer,
                 handler.response_serializer,
             )
@@ -120,8 +125,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 handler.request_deserializer,
                 handler.response_serializer,
             )
+        bidi: Any = handler.stream_stream
+        wrapped = call.wrap_stream if inspect.isasyncgenfunction(bidi) else call.wrap_unary
         return grpc.stream_stream_rpc_method_handler(
-            call.wrap_stream(handler.stream_stream),  # type: ignore[arg-type]
+            wrapped(bidi),
             handler.request_deserializer,
             handler.response_serializer,
         )

@@ -161,3 +161,15 @@ async def test_metrics_endpoint_counts_rpcs(served):
     url = f"http://127.0.0.1:{server.metrics_port}/metrics"
     body = urllib.request.urlopen(url, timeout=10).read().decode()
     assert 'switchyard_rpc_total{code="OK",method="DescribeWorker",service="probe"}' in body
+
+
+async def test_health_watch_streams_through_the_interceptor(served):
+    server, _ = served
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        first = await watch.read()
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        await server.set_serving(False)
+        second = await watch.read()
+        assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()

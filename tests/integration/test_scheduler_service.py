@@ -391,9 +391,25 @@ async def test_a_second_scheduler_waits_as_standby_and_takes_over(database_url):
             await scheduler_pb2_grpc.SchedulerServiceStub(channel).EnqueueTasks(
                 pb.EnqueueTasksRequest(tasks=[task])
             )
-        await leader.stop()
-        await assert_eventually(lambda: standby.engine.active, timeout=30, msg="standby takes over")
-        assert task.id in standby.engine.tasks, "the new leader rebuilt the queue"
+        both = f"127.0.0.1:{leader.server.port},127.0.0.1:{standby.server.port}"
+        async with authed_channel(both, TOKEN, health_service="switchyard.v1.SchedulerService") as channel:
+            either = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            got = await either.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[task.id]))
+            assert got.tasks[0].id == task.id, "a client given both addresses reaches the leader"
+            await leader.stop()
+            await assert_eventually(lambda: standby.engine.active, timeout=30, msg="standby takes over")
+            assert task.id in standby.engine.tasks, "the new leader rebuilt the queue"
+
+            async def served_by_new_leader():
+                request = pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[task.id])
+                try:
+                    return (await either.GetTasks(request, timeout=5)).tasks[0].id == task.id
+                except grpc.aio.AioRpcError:
+                    return False
+
+            await assert_eventually(
+                served_by_new_leader, timeout=30, msg="the same channel follows the takeover"
+            )
     finally:
         await standby.stop()
         await leader.stop()
