@@ -45,6 +45,7 @@ def demand_from_spec(
         memory_bytes=spec.resources.memory_bytes,
         gpu_memory_bytes=spec.resources.gpu_memory_bytes,
         expire_on_miss=spec.qos.on_deadline_miss == types_pb2.DEADLINE_MISS_POLICY_EXPIRE,
+        inputs=tuple((block.id or block.uri, max(block.size_bytes, 0)) for block in spec.inputs),
     )
 
 
@@ -166,6 +167,7 @@ def worker_from_proto(info: types_pb2.WorkerInfo, worker_id: str, now: float) ->
         categories=frozenset(info.categories),
         draining=info.draining,
         last_heartbeat=now,
+        cached=frozenset(info.cached_datablocks),
     )
 
 

@@ -62,6 +62,7 @@ async def _read(
             kind = message.WhichOneof("event")
             if kind == "heartbeat":
                 link.telemetry.CopyFrom(message.heartbeat.telemetry)
+                engine.workers.fleet.cache_changed(link.slots, frozenset(message.heartbeat.cached_datablocks))
             elif kind == "results":
                 for started in message.results.started:
                     engine.task_started(worker_id, started)

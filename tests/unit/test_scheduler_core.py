@@ -250,3 +250,33 @@ def test_many_workers_of_one_class_fill_every_slot_once():
     for p in decisions.placements:
         per_worker[p.worker_id] = per_worker.get(p.worker_id, 0) + 1
     assert len(decisions.placements) == 100 and set(per_worker.values()) == {2}
+
+
+def test_a_task_goes_where_its_input_datablocks_are():
+    holder = worker("holder", cached=frozenset({"blk-1"}))
+    others = [worker(f"w{i}") for i in range(3)]
+    task = demand("t", inputs=(("blk-1", 2_000_000_000),))
+    decisions = plan_cycle(view_of([task], [*others, holder]), ManualClock())
+    assert decisions.placements[0].worker_id == "holder"
+    assert decisions.placements[0].predicted_seconds == pytest.approx(Priors().cpu_seconds)
+
+
+def test_locality_does_not_beat_a_much_faster_device():
+    key = ProfileKey("H100", "mlp", 1, 8, "inference")
+    profiles = Profiles({key: ProfileEstimate(0.01, 10)})
+    holder = worker("holder", cached=frozenset({"blk-1"}))
+    gpu = worker("gpu", kind=Kind.GPU, model="H100")
+    task = demand("t", inputs=(("blk-1", 1_000_000),))  # 5 ms to move at 200 MB/s
+    decisions = plan_cycle(view_of([task], [holder, gpu], profiles), ManualClock())
+    assert decisions.placements[0].worker_id == "gpu"
+
+
+def test_fleet_tracks_datablock_holders():
+    fleet = Fleet()
+    a = worker("a", cached=frozenset({"x"}))
+    fleet.add(a)
+    assert fleet.holders == {"x": {"a"}}
+    fleet.cache_changed(a, frozenset({"y"}))
+    assert fleet.holders == {"y": {"a"}}
+    fleet.remove("a")
+    assert fleet.holders == {}

@@ -22,7 +22,7 @@ from services.scheduler.core.model import (
     Placement,
     TaskDemand,
 )
-from services.scheduler.core.placement import Estimator, Prediction, Priors, best_worker
+from services.scheduler.core.placement import Estimator, Prediction, Priors, best_holder, best_worker
 from services.scheduler.core.queues import GroupQueue
 
 
@@ -75,6 +75,10 @@ def plan_cycle(view: SchedulerView, clock: Clock, limits: CycleLimits | None = N
             continue
         # (3) earliest predicted completion among eligible workers with a free slot
         found = best_worker(task, cursors, taken, view.estimator, view.priors, memo)
+        if task.inputs:
+            local = best_holder(task, view.fleet, taken, view.estimator, view.priors)
+            if local is not None and (found is None or local[1].total_s <= found[1].total_s):
+                found = local
         if found is None:
             skips += 1
             continue

@@ -64,6 +64,8 @@ class Fleet:
         self._class_of: dict[str, DeviceClass] = {}
         self._counted: dict[str, int] = {}
         self.free_slots = 0
+        # datablock id → workers holding it, so a task can go where its inputs are (S7)
+        self.holders: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._class_of)
@@ -80,12 +82,14 @@ class Fleet:
         cls.members[worker.worker_id] = worker
         self._class_of[worker.worker_id] = cls
         self.changed(worker)
+        self._index_cache(worker.worker_id, frozenset(), worker.cached)
 
     def remove(self, worker_id: str) -> WorkerSlots | None:
         cls = self._class_of.pop(worker_id, None)
         if cls is None:
             return None
         worker = cls.members.pop(worker_id)
+        self._index_cache(worker_id, worker.cached, frozenset())
         self.free_slots -= self._counted.pop(worker_id, 0)
         cls.free.pop(worker_id, None)
         if not cls.members:
@@ -103,6 +107,29 @@ class Fleet:
         counted = worker.free_slots if worker.worker_id in cls.free else 0
         self.free_slots += counted - self._counted.get(worker.worker_id, 0)
         self._counted[worker.worker_id] = counted
+
+    def get(self, worker_id: str) -> WorkerSlots | None:
+        cls = self._class_of.get(worker_id)
+        return None if cls is None else cls.members.get(worker_id)
+
+    def class_of(self, worker_id: str) -> DeviceClass | None:
+        return self._class_of.get(worker_id)
+
+    def cache_changed(self, worker: WorkerSlots, cached: frozenset[str]) -> None:
+        """The worker now holds exactly `cached`."""
+        if cached != worker.cached:
+            self._index_cache(worker.worker_id, worker.cached, cached)
+            worker.cached = cached
+
+    def _index_cache(self, worker_id: str, old: frozenset[str], new: frozenset[str]) -> None:
+        for block in old - new:
+            holders = self.holders.get(block)
+            if holders is not None:
+                holders.discard(worker_id)
+                if not holders:
+                    del self.holders[block]
+        for block in new - old:
+            self.holders.setdefault(block, set()).add(worker_id)
 
 
 class Cursor:

@@ -54,6 +54,8 @@ class TaskDemand:
     gpu_memory_bytes: int = 0
     # DeadlineMissPolicy EXPIRE: drop at admission when no worker can meet the deadline.
     expire_on_miss: bool = False
+    # Input datablocks as (id, size in bytes): placement prefers workers that hold them (S7).
+    inputs: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class WorkerSlots:
     draining: bool = False
     last_heartbeat: float = 0.0
     running: set[str] = field(default_factory=set)
+    # Datablock ids the worker holds in its local cache (from registration and heartbeats).
+    cached: frozenset[str] = frozenset()
 
     @property
     def device_class(self) -> tuple[Kind, str]:

@@ -42,6 +42,8 @@ class Priors:
     cpu_seconds: float = 1.0
     gpu_seconds: float = 0.5
     per_category: Mapping[str, float] = field(default_factory=dict)
+    # Bandwidth assumed for moving a missing input datablock to a worker.
+    transfer_bytes_per_s: float = 200e6
 
     def seconds(self, kind: Kind, category: str) -> float:
         base = self.per_category.get(category)
@@ -80,14 +82,28 @@ def fits(task: TaskDemand, worker: WorkerSlots) -> bool:
     )
 
 
-def predict(task: TaskDemand, worker: WorkerSlots, estimator: Estimator, priors: Priors) -> Prediction:
+def transfer_seconds(task: TaskDemand, held: frozenset[str], priors: Priors) -> float:
+    """Time to bring the inputs the worker does not hold."""
+    missing = sum(size for block, size in task.inputs if block not in held)
+    return missing / priors.transfer_bytes_per_s if missing else 0.0
+
+
+def predict(
+    task: TaskDemand,
+    worker: WorkerSlots,
+    estimator: Estimator,
+    priors: Priors,
+    held: frozenset[str] = frozenset(),
+) -> Prediction:
+    """Completion on a free slot of `worker`'s device, holding `held` of the inputs."""
     key = ProfileKey(
         worker.device_model, task.model, task.precision, batch_bucket(task.batch_size), task.category
     )
     found = estimator.estimate(key)
     cold = found is None or found.count == 0
     execution = priors.seconds(worker.kind, task.category) if found is None or cold else found.seconds
-    return Prediction.of(wait_s=0.0, transfer_s=0.0, execution_s=execution, cold=cold)
+    transfer = transfer_seconds(task, held, priors) if task.inputs else 0.0
+    return Prediction.of(wait_s=0.0, transfer_s=transfer, execution_s=execution, cold=cold)
 
 
 def best_worker(
@@ -104,7 +120,7 @@ def best_worker(
     `memo` caches, for one cycle, each class's prediction for tasks of the same shape."""
     best: tuple[WorkerSlots, Prediction] | None = None
     shape: tuple[object, ...] = (task.group, task.category, task.model, task.precision, task.batch_size)
-    shape += (task.memory_bytes, task.gpu_memory_bytes)
+    shape += (task.memory_bytes, task.gpu_memory_bytes, sum(size for _, size in task.inputs))
     for cls, cursor in cursors:
         key = (id(cls), *shape)
         if memo is not None and key in memo:
@@ -121,6 +137,31 @@ def best_worker(
             continue
         if best is None or (candidate.total_s, not candidate.cold) < (best[1].total_s, not best[1].cold):
             best = (worker, candidate)
+    return best
+
+
+def best_holder(
+    task: TaskDemand,
+    fleet: Fleet,
+    taken: Mapping[str, int],
+    estimator: Estimator,
+    priors: Priors,
+) -> tuple[WorkerSlots, Prediction] | None:
+    """Among free workers that already hold some of the task's inputs, the best one (S7):
+    they save the transfer that a class representative is charged for."""
+    best: tuple[WorkerSlots, Prediction] | None = None
+    seen: set[str] = set()
+    for block, _size in task.inputs:
+        for worker_id in fleet.holders.get(block, ()):
+            if worker_id in seen:
+                continue
+            seen.add(worker_id)
+            worker = fleet.get(worker_id)
+            if worker is None or worker.free_slots - taken.get(worker_id, 0) <= 0 or not fits(task, worker):
+                continue
+            candidate = predict(task, worker, estimator, priors, worker.cached)
+            if best is None or candidate.total_s < best[1].total_s:
+                best = (worker, candidate)
     return best
 
 
