@@ -1,0 +1,325 @@
+"""Ingest rate of the profile store on PostgreSQL (DESIGN §9), beside the ceiling.
+
+Metrics go through the real `IngestMetrics` stream (grpc.aio client, pipelined batches)
+into a real `ProfileStoreApp` on port 0, in a database created for the run and dropped
+after it; the figure is acknowledged metrics per second, from the first write to the last
+ack. In the same run, the same rows go into a plain copy of the samples table (same
+columns and primary key, no profiles, no usage) by batched INSERT (psycopg executemany,
+pipelined) and by COPY, one transaction per batch like the service: the ceiling. A last
+ingest pass runs under pyinstrument to show where the time goes.
+
+    python -m bench.ingest [--metrics N] [--batch B] [--repeats R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+
+from bench.report import header, spread, write
+from common import db
+from common.channels import authed_channel
+from common.tokens import sign_assignment
+from services.profile_store import convert
+from services.profile_store.app import MIGRATIONS, SCHEMA, ProfileStoreApp
+from services.profile_store.config import ProfileStoreConfig
+from services.profile_store.sql_store import SAMPLES, _sample_row
+from switchyard.v1 import profile_store_pb2, profile_store_pb2_grpc, types_pb2
+
+PG_ADMIN = os.environ.get("SWITCHYARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+TOKEN = "bench-internal-token"
+GOAL = 20_000
+DEVICES = [("gpu", "NVIDIA H100"), ("gpu", "NVIDIA A10"), ("cpu", "Xeon 8480"), ("cpu", "EPYC 9654")]
+MODELS = ["mlp", "resnet_small", "transformer_encoder", "unet", "vit_tiny"]
+PRECISIONS = [types_pb2.PRECISION_FP32, types_pb2.PRECISION_BF16, types_pb2.PRECISION_FP16]
+COLUMNS = [c.name for c in SAMPLES.columns]
+
+
+def build_metrics(n: int, run: int = 25) -> list[types_pb2.ResultMetrics]:
+    """n signed metrics over 16 workers, 4 device models, 5 models, 3 precisions, 4 batch
+    sizes, 2 categories (480 profile keys) and 12 tenants; deterministic. Metrics come in
+    runs of `run` from one worker and one profile key (a worker ships its recent results
+    together); run=1 makes every metric of a request differ (the worst case)."""
+    out = []
+    for j in range(n):
+        i = j // run
+        kind, device = DEVICES[i % 4]
+        worker = f"{kind}-{i % 16}"
+        task_id = f"task-{j:08d}"
+        m = types_pb2.ResultMetrics(
+            task_id=task_id,
+            attempt=1,
+            assignment_token=sign_assignment(TOKEN, task_id, 1, worker),
+            worker_id=worker,
+            device_model=device,
+            model=types_pb2.ModelRef(name=MODELS[i // 4 % 5], version="1"),
+            precision=PRECISIONS[i // 20 % 3],
+            batch_size=(1, 8, 32, 128)[i // 60 % 4],
+            category=("inference", "create_synthetic_data")[i // 240 % 2],
+            tenant=f"tenant-{j % 12}",
+            outcome=types_pb2.OUTCOME_SUCCEEDED,
+            items_per_second=100.0 + j % 97,
+            gpu_utilization=0.8 if kind == "gpu" else 0.0,
+            cpu_utilization=0.5,
+            memory_bytes=1 << 28,
+            gpu_power_watts=300.0 if kind == "gpu" else 0.0,
+        )
+        m.execution_time.FromNanoseconds(5_000_000 + (j * 7919) % 50_000_000)
+        m.queue_wait.FromMilliseconds(j % 100)
+        m.finished_at.FromSeconds(1_900_000_000 + j // 100)
+        out.append(m)
+    return out
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- the service ----------------------------------------------------------------------------
+
+
+async def ingest_once(
+    url: str, requests: Sequence[profile_store_pb2.IngestMetricsRequest], batch: int, profiler: Any = None
+) -> float:
+    """Seconds from the first write to the last ack, on an empty profile store (profiled
+    over the same span when a pyinstrument profiler is given)."""
+    _truncate(url)
+    config = ProfileStoreConfig(
+        port=0, database_url=url, internal_token=TOKEN, classifier_address="", ingest_batch_max=batch
+    )
+    app = ProfileStoreApp(config)
+    await app.start()
+    assert app.server is not None
+    try:
+        async with authed_channel(f"127.0.0.1:{app.server.port}", TOKEN) as channel:
+            call = profile_store_pb2_grpc.ProfileStoreServiceStub(channel).IngestMetrics()
+
+            async def writer() -> None:
+                for request in requests:
+                    await call.write(request)
+                await call.done_writing()
+
+            if profiler is not None:
+                profiler.start()
+            started = time.perf_counter()
+            writing = asyncio.create_task(writer())
+            acked = 0
+            async for response in call:
+                bad = [a for a in response.acks if a.status.code != 0]
+                assert not bad, bad[0]
+                acked += len(response.acks)
+            elapsed = time.perf_counter() - started
+            if profiler is not None:
+                profiler.stop()
+            await writing
+    finally:
+        await app.stop()
+    expected = sum(len(r.metrics) for r in requests)
+    assert acked == expected, (acked, expected)
+    return elapsed
+
+
+def _truncate(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE profile_store.metric_samples, profile_store.profiles, profile_store.worker_profiles,"
+            " profile_store.resources, profile_store.tenant_usage"
+        )
+
+
+# -- the ceiling: the same rows into a plain table ------------------------------------------
+
+
+def _plain_table(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("DROP TABLE IF EXISTS bench_plain")
+    conn.execute("CREATE TABLE bench_plain (LIKE profile_store.metric_samples INCLUDING ALL)")
+    conn.commit()
+
+
+def insert_once(url: str, rows: Sequence[tuple[Any, ...]], batch: int) -> float:
+    sql = f"INSERT INTO bench_plain ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+    with psycopg.connect(url) as conn:
+        _plain_table(conn)
+        started = time.perf_counter()
+        for chunk in batches(rows, batch):
+            with conn.cursor() as cur:
+                cur.executemany(sql, chunk)
+            conn.commit()
+        return time.perf_counter() - started
+
+
+def copy_once(url: str, rows: Sequence[tuple[Any, ...]], batch: int) -> float:
+    sql = f"COPY bench_plain ({', '.join(COLUMNS)}) FROM STDIN"
+    with psycopg.connect(url) as conn:
+        _plain_table(conn)
+        started = time.perf_counter()
+        for chunk in batches(rows, batch):
+            with conn.cursor() as cur, cur.copy(sql) as copy:
+                for row in chunk:
+                    copy.write_row(row)
+            conn.commit()
+        return time.perf_counter() - started
+
+
+# -- where the time goes --------------------------------------------------------------------
+
+CATEGORIES = [
+    ("event loop idle: waiting for PostgreSQL / the client", ("selectors.py",)),
+    ("token HMAC", ("common/tokens.py", "hmac.py", "hashlib")),
+    ("validation", ("profile_store/validate.py",)),
+    (
+        "proto ↔ domain conversion, acks",
+        ("profile_store/convert.py", "profile_store/model.py", "timeutil.py"),
+    ),
+    ("sketch, Welford, EWMA", ("profile_store/stats.py",)),
+    ("SQL: SQLAlchemy + psycopg (Python side)", ("sqlalchemy", "psycopg")),
+    (
+        "store logic (grouping, rows, speeds)",
+        ("profile_store/sql_store.py", "profile_store/speeds.py", "usage.py"),
+    ),
+    ("gRPC aio + protobuf (decode, encode, stream)", ("grpc", "protobuf")),
+    ("servicer, feed, interceptor", ("profile_store/servicer.py", "profile_store/feed.py", "common/")),
+    ("asyncio machinery", ("asyncio",)),
+]
+
+
+def categorise(frame: Any) -> str:
+    """The category of a frame's self time; a builtin's time goes to its Python caller."""
+    while frame is not None and (not frame.file_path or frame.file_path.startswith("<")):
+        frame = frame.parent
+    file_path = frame.file_path if frame is not None else ""
+    for name, needles in CATEGORIES:
+        if any(n in file_path for n in needles):
+            return name
+    return "other"
+
+
+def profile_ingest(
+    url: str, requests: Sequence[profile_store_pb2.IngestMetricsRequest], batch: int
+) -> dict[str, float]:
+    """Share of sampled wall time per category (self time of each frame)."""
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    asyncio.run(ingest_once(url, requests, batch, profiler))
+    session = profiler.last_session
+    assert session is not None
+    totals: dict[str, float] = defaultdict(float)
+    stack = [session.root_frame()]
+    while stack:
+        frame = stack.pop()
+        if frame is None:
+            continue
+        totals[categorise(frame)] += frame.total_self_time
+        stack.extend(frame.children)
+    whole = sum(totals.values()) or 1.0
+    return {k: v / whole for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def measure(n: int, batch: int, repeats: int) -> dict[str, Any]:
+    name = f"switchyard_bench_{uuid.uuid4().hex[:10]}"
+    base = PG_ADMIN.rpartition("/")[0]
+    url = f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        db.upgrade(url, SCHEMA, MIGRATIONS)
+        metrics = build_metrics(n)
+        requests = [profile_store_pb2.IngestMetricsRequest(metrics=list(c)) for c in batches(metrics, batch)]
+        rows = [tuple(_sample_row(convert.metric_from_proto(m), _now())[c] for c in COLUMNS) for m in metrics]
+        runs: dict[str, list[float]] = {"ingest": [], "insert": [], "copy": []}
+        for _ in range(repeats):  # interleaved, so that noise hits all three alike
+            runs["ingest"].append(n / asyncio.run(ingest_once(url, requests, batch)))
+            runs["insert"].append(n / insert_once(url, rows, batch))
+            runs["copy"].append(n / copy_once(url, rows, batch))
+        where = profile_ingest(url, requests, batch)
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return {"metrics": n, "batch": batch, "repeats": repeats, "rates": runs, "profile": where}
+
+
+def _now() -> Any:
+    from common.timeutil import utcnow
+
+    return utcnow()
+
+
+def report(result: dict[str, Any], command: str) -> list[str]:
+    rates = result["rates"]
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    lines = header(
+        "Profile store ingest on PostgreSQL: metrics/s beside raw INSERT and COPY",
+        command,
+        [
+            f"{result['metrics']:,} metrics in requests of {result['batch']}, {result['repeats']} repeats "
+            "(median, min-max), interleaved. PostgreSQL 15 at its default durability "
+            "(synchronous_commit=on), one transaction per batch everywhere.",
+            "The service figure goes through the gRPC IngestMetrics stream (client and server in one "
+            "process and one event loop) and includes validation, the assignment-token HMAC, the "
+            "sample insert, profile and per-worker profile folds (Welford, EWMA, DDSketch), the "
+            "resources upsert, tenant usage in reference-device-seconds and the change feed.",
+        ],
+    )
+    lines += [
+        "| path | metrics/s (min-max) | vs COPY |",
+        "|---|---:|---:|",
+        f"| IngestMetrics (service) | {spread(rates['ingest'])} | {med['ingest'] / med['copy']:.2f}x |",
+        f"| batched INSERT, same rows | {spread(rates['insert'])} | {med['insert'] / med['copy']:.2f}x |",
+        f"| COPY, same rows (ceiling) | {spread(rates['copy'])} | 1.00x |",
+        "",
+        f"Goal {GOAL:,} metrics/s: {'met' if med['ingest'] >= GOAL else 'not met'} "
+        f"(service / batched INSERT = {med['ingest'] / med['insert']:.2f}).",
+        "",
+        "## Where the time goes (pyinstrument, one more ingest pass, share of sampled wall time)",
+        "",
+        "| category | share |",
+        "|---|---:|",
+    ]
+    lines += [f"| {k} | {v:.1%} |" for k, v in result["profile"].items()]
+    lines += [
+        "",
+        "Workload: 16 workers on 4 device models, 480 profile keys, 12 tenants; metrics come in runs "
+        "of 25 from one worker and key (about 20 profile and 20 worker-profile rows per request).",
+        "Done on the hot path: samples by COPY into a temporary table, then one INSERT ... ON CONFLICT "
+        "DO NOTHING RETURNING (idempotency kept); committed profile stats cached in process (no re-read "
+        "or sketch decode per batch); quantiles in one pass; regex control-character check.",
+        "Left: the per-metric Python work (validation, proto→domain conversion, HMAC, sample rows, "
+        "acks: roughly 100-150 µs per metric on this machine) now dominates; a vectorised validator "
+        "over the request, a cached HMAC key in common/tokens.py and building COPY rows straight "
+        "from the proto would be the next steps. The machine is shared: compare ratios, not absolutes.",
+    ]
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n")[0])
+    parser.add_argument("--metrics", type=int, default=GOAL)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv if argv is not None else [])
+    result = measure(args.metrics, args.batch, args.repeats)
+    command = "python -m bench.ingest" + (f" {' '.join(argv)}" if argv else "")
+    lines = report(result, command)
+    write("ingest", lines, result)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
