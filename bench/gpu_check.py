@@ -34,16 +34,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from services.worker.handlers.context import HandlerContext
-from services.worker.handlers.render import generate_assets, render, sample_variations
-from services.worker.handlers.synthetic import create_synthetic_data
-from services.worker.model import TaskInput
-from services.worker.models import ZOO, build_model
-from services.worker.models.precision import cast_input, convert_model, run_model
-
 NO_GPU = "no CUDA device: run this on a GPU machine"
+
+try:
+    import torch
+
+    from services.worker.handlers.context import HandlerContext
+    from services.worker.handlers.render import generate_assets, render, sample_variations
+    from services.worker.handlers.synthetic import create_synthetic_data
+    from services.worker.model import TaskInput
+    from services.worker.models import ZOO, build_model
+    from services.worker.models.precision import cast_input, convert_model, run_model
+except ModuleNotFoundError as exc:
+    if exc.name != "torch":
+        raise
+    # A python3 without torch cannot have a usable GPU either.
+    raise SystemExit(f"{NO_GPU} (no torch for {sys.executable})") from None
+
 REPORT = Path(__file__).resolve().parent / "reports" / "gpu.md"
 BUSY_GOAL = 0.90
 PRECISIONS = ("fp32", "bf16", "fp16")
