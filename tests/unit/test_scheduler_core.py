@@ -280,3 +280,10 @@ def test_fleet_tracks_datablock_holders():
     assert fleet.holders == {"y": {"a"}}
     fleet.remove("a")
     assert fleet.holders == {}
+
+
+def test_a_draining_first_member_does_not_hide_its_class():
+    draining = worker("first", draining=True)
+    free = worker("second")
+    decisions = plan_cycle(view_of([demand("t")], [draining, free]), ManualClock())
+    assert [p.worker_id for p in decisions.placements] == ["second"]

@@ -68,8 +68,13 @@ class Prediction:
 
 
 def fits(task: TaskDemand, worker: WorkerSlots) -> bool:
-    """Static eligibility: kind, category, precision, memory, not draining."""
-    if worker.kind not in KINDS_FOR_GROUP[task.group] or worker.draining:
+    """Eligibility of one worker: capable of the task and not draining."""
+    return not worker.draining and capable(task, worker)
+
+
+def capable(task: TaskDemand, worker: WorkerSlots) -> bool:
+    """Static eligibility, shared by a whole device class: kind, category, precision, memory."""
+    if worker.kind not in KINDS_FOR_GROUP[task.group]:
         return False
     if worker.categories and task.category not in worker.categories:
         return False
@@ -127,7 +132,7 @@ def best_worker(
             candidate = memo[key]
         else:
             rep = cls.representative
-            candidate = predict(task, rep, estimator, priors) if fits(task, rep) else None
+            candidate = predict(task, rep, estimator, priors) if capable(task, rep) else None
             if memo is not None:
                 memo[key] = candidate
         if candidate is None:
@@ -172,7 +177,7 @@ def fastest_completion(
     (None when no eligible worker is alive): what admission checks a deadline against."""
     best: float | None = None
     for cls in fleet.classes.values():
-        if fits(task, cls.representative):
+        if capable(task, cls.representative) and any(not w.draining for w in cls):
             done = now + predict(task, cls.representative, estimator, priors).total_s
             best = done if best is None else min(best, done)
     return best
