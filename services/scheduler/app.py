@@ -61,7 +61,8 @@ class SchedulerApp:
             self._activation.result()
 
     async def _activate(self) -> None:
-        await self.leadership.acquire()
+        if not await self.leadership.acquire():
+            return  # stopped while a standby
         self.engine.committer.start()
         restored = await self.engine.restore()
         log.info("queues rebuilt", extra={"restored_tasks": restored})
@@ -84,7 +85,10 @@ class SchedulerApp:
         try:
             await self.leadership.lost.wait()
         finally:
+            # Wait for the check to unwind: a query cancelled half-way must not be left
+            # dangling on the lock's connection when it is closed.
             watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         # Another scheduler may be active now: stop taking decisions at once.
         log.error("leadership lost: stepping down")
         self.engine.active = False
@@ -95,7 +99,7 @@ class SchedulerApp:
     async def stop(self) -> None:
         await self.server.set_serving(False)
         if self._activation is not None and not self._activation.done():
-            self._activation.cancel()
+            self.leadership.abandon()
             await asyncio.gather(self._activation, return_exceptions=True)
         for link in list(self.engine.workers.links.values()):
             link.close()

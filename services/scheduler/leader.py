@@ -33,16 +33,27 @@ class Leadership:
         self._conn: AsyncConnection | None = None
         self._file: Any = None
         self.lost = asyncio.Event()
+        self._abandoned = asyncio.Event()
 
-    async def acquire(self) -> None:
-        """Wait until this process is the leader."""
+    async def acquire(self) -> bool:
+        """Wait until this process is the leader (True) or `abandon` was called (False).
+
+        Never cancelled half-way through a query: a stop asks through `abandon` instead.
+        """
         announced = False
         while not await self._try():
             if not announced:
                 log.info("another scheduler is active: waiting as a standby")
                 announced = True
-            await asyncio.sleep(self.poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._abandoned.wait(), self.poll_s)
+            if self._abandoned.is_set():
+                return False
         log.info("became the active scheduler")
+        return True
+
+    def abandon(self) -> None:
+        self._abandoned.set()
 
     async def _try(self) -> bool:
         if is_postgres(self.url):
