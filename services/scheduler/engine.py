@@ -92,10 +92,10 @@ class Engine:
             elif self.deps.unmet(record.id):
                 record.state = TaskState.PENDING
         jobs = {r.job_id: JobRecord(r.job_id, r.tenant, now) for r in fresh}
-        known = {j.id for j in await self._existing_jobs(list(jobs.values()))}
-        await self.committer.insert(fresh, [j for j in jobs.values() if j.id not in known])
+        await self.committer.insert(fresh, list(jobs.values()))
+        fair = {t: self.profiles.fair_share(t, now) for t in {r.tenant for r in fresh}}
         for record in fresh:
-            self._admit(record)
+            self._admit(record, fair.get(record.tenant))
         self.wake.set()
         return [existing.get((r.tenant, r.idempotency_key or ""), r) for r in records]
 
@@ -135,15 +135,7 @@ class Engine:
                     problems.add(f"tasks[{i}].spec.depends_on", f"unknown task {d!r}")
         problems.raise_if_any()
 
-    async def _existing_jobs(self, jobs: list[JobRecord]) -> list[JobRecord]:
-        out = []
-        for job in jobs:
-            found = await self.store.get_job(job.tenant, job.id)
-            if found is not None:
-                out.append(found)
-        return out
-
-    def _admit(self, record: TaskRecord) -> None:
+    def _admit(self, record: TaskRecord, fair: float | None = None) -> None:
         if record.state.terminal:
             return
         self.tasks[record.id] = record
@@ -151,7 +143,7 @@ class Engine:
         if record.idempotency_key:
             self._idempotent[(record.tenant, record.idempotency_key)] = record.id
         if record.state is TaskState.QUEUED:
-            self._push(record)
+            self._push(record, fair)
 
     def _count(self, record: TaskRecord, delta: int) -> None:
         if record.state in (TaskState.PENDING, TaskState.QUEUED):
@@ -168,9 +160,10 @@ class Engine:
         if admitted:
             self._count(record, +1)
 
-    def _push(self, record: TaskRecord) -> None:
+    def _push(self, record: TaskRecord, fair: float | None = None) -> None:
         now = self.clock.now()
-        fair = self.profiles.fair_share(record.tenant, now)
+        if fair is None:
+            fair = self.profiles.fair_share(record.tenant, now)
         self.queues[record.demand.group].push(record.id, priority(record.demand, now, fair, self.weights))
 
     def reprioritize(self) -> None:

@@ -17,6 +17,7 @@ from services.scheduler.core.priority import decay, fair_share_factor, usage_sco
 from switchyard.v1 import profile_store_pb2, profile_store_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
+FAIR_TTL_S = 1.0
 
 
 def key_from_proto(key: types_pb2.ProfileKey) -> ProfileKey:
@@ -31,6 +32,10 @@ class ProfileCache:
         # Shares from the tenant registry (the scheduler's TenantBook keeps this current).
         self.shares: dict[str, float] = {}
         self._local_usage: dict[str, tuple[float, float]] = {}
+        # Fair-share factors from local accounting, recomputed at most once per FAIR_TTL_S:
+        # queued priorities are refreshed by the periodic reprioritisation anyway.
+        self._local_factors: dict[str, float] = {}
+        self._local_at = float("-inf")
 
     def estimate(self, key: ProfileKey) -> ProfileEstimate | None:
         return self.profiles.get(key)
@@ -56,9 +61,12 @@ class ProfileCache:
     def fair_share(self, tenant: str, now: float) -> float:
         if tenant in self.published:
             return self.published[tenant]
-        usage = {t: decay(u, now - at, self.half_life_s) for t, (u, at) in self._local_usage.items()}
-        score = usage_scores(usage, self.shares).get(tenant, 0.0)
-        return fair_share_factor(score, 1.0)
+        if now - self._local_at > FAIR_TTL_S or now < self._local_at:
+            usage = {t: decay(u, now - at, self.half_life_s) for t, (u, at) in self._local_usage.items()}
+            scores = usage_scores(usage, self.shares)
+            self._local_factors = {t: fair_share_factor(score, 1.0) for t, score in scores.items()}
+            self._local_at = now
+        return self._local_factors.get(tenant, 1.0)
 
 
 class ProfileFeed:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scheduler.model import JobRecord, TaskRecord, TaskState
@@ -48,6 +49,13 @@ def _mutable(record: TaskRecord) -> dict[str, Any]:
     return values
 
 
+def _insert_new(dialect: str, table: sa.Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING (a job row may already exist from an earlier call)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
 class SqlTaskStore:
     def __init__(self, engine: AsyncEngine, build: Callable[[sa.Row[Any]], TaskRecord]) -> None:
         self.engine = engine
@@ -66,7 +74,7 @@ class SqlTaskStore:
         async with self.engine.begin() as conn:
             if job_rows:
                 await conn.execute(
-                    jobs.insert(),
+                    _insert_new(conn.dialect.name, jobs),
                     [{"id": j.id, "tenant": j.tenant, "created_at": j.created_at} for j in job_rows],
                 )
             if inserts:
