@@ -53,7 +53,10 @@ class ClassifierApp:
         self._log_catalogue()
         await asyncio.to_thread(upgrade, config.database_url, "classifier", MIGRATIONS)
         self.store = SqlTenantStore(create_engine(config.database_url, "classifier"))
-        self.channel = authed_channel(config.scheduler_address, config.internal_token)
+        # "active,standby" addresses: calls go to whichever scheduler reports SERVING.
+        self.channel = authed_channel(
+            config.scheduler_address, config.internal_token, health_service="switchyard.v1.SchedulerService"
+        )
         limits = Limits(
             max_tasks_per_submit=config.max_tasks_per_submit,
             max_task_data_bytes=config.max_task_data_bytes,
