@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -103,10 +104,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         metadata = tuple(handler_call_details.invocation_metadata or ())
         call = _Call(self, method, metadata)
+        decode = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 call.wrap_unary(handler.unary_unary),
-                handler.request_deserializer,
+                decode,
                 handler.response_serializer,
             )
         if handler.unary_stream:
@@ -116,7 +118,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             wrapped = call.wrap_stream if inspect.isasyncgenfunction(streaming) else call.wrap_unary
             return grpc.unary_stream_rpc_method_handler(
                 wrapped(streaming),  # type: ignore[arg-type]
-                handler.request_deserializer,
+                decode,
                 handler.response_serializer,
             )
         if handler.stream_unary:
@@ -132,6 +134,35 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             handler.request_deserializer,
             handler.response_serializer,
         )
+
+
+class Undecodable:
+    """What a request body the deserializer rejects becomes: the handler wrapper answers it
+    INVALID_ARGUMENT (after authentication), instead of grpc's UNKNOWN with parser internals."""
+
+    def __init__(self, type_name: str, error: DecodeError) -> None:
+        why = "it nests too deeply" if "Depth" in str(error) else "its wire format is corrupt"
+        self.description = f"not a valid {type_name}: {why}"
+
+    def refusal(self) -> errors.InvalidArgument:
+        return errors.InvalidArgument(
+            [errors.FieldViolation("request", self.description)], "the request cannot be decoded"
+        )
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+    descriptor = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    name = descriptor.full_name if descriptor is not None else "request"
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as exc:
+            return Undecodable(name, exc)
+
+    return decode
 
 
 class _Call:
@@ -184,6 +215,8 @@ class _Call:
             started, rid, code = time.perf_counter(), "", "OK"
             try:
                 rid = await self._enter(context)
+                if isinstance(request, Undecodable):
+                    raise request.refusal()
                 return await behaviour(request, context)
             except (errors.SwitchyardError, Exception) as exc:
                 if isinstance(exc, grpc.aio.AbortError):
@@ -201,6 +234,8 @@ class _Call:
             started, rid, code = time.perf_counter(), "", "OK"
             try:
                 rid = await self._enter(context)
+                if isinstance(request, Undecodable):
+                    raise request.refusal()
                 async for item in behaviour(request, context):
                     yield item
             except (errors.SwitchyardError, Exception) as exc:

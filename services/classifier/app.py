@@ -16,7 +16,6 @@ from common.server import GrpcServer, Registration
 from services.classifier.auth import TokenAuthenticator
 from services.classifier.catalogue import load_catalogue
 from services.classifier.config import ClassifierConfig
-from services.classifier.decode import tolerant
 from services.classifier.intake import Intake
 from services.classifier.rules import Catalogue, localised_names
 from services.classifier.servicer import ClassifierServicer
@@ -78,7 +77,7 @@ class ClassifierApp:
                 self.store, config.internal_token, cache_s=config.token_cache_s
             )
         registration = Registration(
-            tolerant(classifier_pb2_grpc.add_ClassifierServiceServicer_to_server), servicer, SERVICE_NAME
+            classifier_pb2_grpc.add_ClassifierServiceServicer_to_server, servicer, SERVICE_NAME
         )
         self._server = GrpcServer("classifier", config, [registration], self.authenticator)
         await self._server.start()

@@ -173,3 +173,13 @@ async def test_health_watch_streams_through_the_interceptor(served):
         second = await watch.read()
         assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
         watch.cancel()
+
+
+async def test_an_undecodable_body_is_invalid_argument_not_unknown(served):
+    server, _ = served
+    async with authed_channel(server.address, TOKEN) as channel:
+        raw = channel.unary_unary("/switchyard.v1.WorkerService/DescribeWorker")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await raw(b"\x0a\xff\xff\xff\xff\x0f")  # a length prefix past the end of the body
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "switchyard.v1.DescribeWorkerRequest" in str(details(err.value)["BadRequest"])
