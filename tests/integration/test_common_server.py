@@ -178,7 +178,7 @@ async def test_health_watch_streams_through_the_interceptor(served):
 async def test_an_undecodable_body_is_invalid_argument_not_unknown(served):
     server, _ = served
     async with authed_channel(server.address, TOKEN) as channel:
-        raw = channel.unary_unary("/switchyard.v1.WorkerService/DescribeWorker")
+        raw: Any = channel.unary_unary("/switchyard.v1.WorkerService/DescribeWorker")
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await raw(b"\x0a\xff\xff\xff\xff\x0f")  # a length prefix past the end of the body
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
