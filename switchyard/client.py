@@ -46,7 +46,7 @@ class SubmitResult:
         return [t.id for t in self.tasks]
 
 
-class _BearerToken(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+class _BearerToken:
     """Adds `authorization: Bearer <token>` to every call of the channel."""
 
     def __init__(self, token: str) -> None:
@@ -58,9 +58,14 @@ class _BearerToken(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamCli
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+
+# grpc.aio files each interceptor under the first kind it matches, so one object per kind.
+class _UnaryToken(_BearerToken, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._with_token(details), request)
 
+
+class _StreamToken(_BearerToken, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._with_token(details), request)
 
@@ -75,7 +80,7 @@ class Client:
     def __init__(self, address: str = DEFAULT_ADDRESS, token: str | None = None, *, timeout: float = 30.0):
         self.address = address
         self.timeout = timeout
-        interceptors = [_BearerToken(token)] if token else []
+        interceptors: list[Any] = [_UnaryToken(token), _StreamToken(token)] if token else []
         self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
         self._stub = classifier_pb2_grpc.ClassifierServiceStub(self._channel)
 

@@ -91,7 +91,7 @@ class Queries:
                 )
                 current += [self.engine.tasks.get(r.id, r) for r in rows if r.id not in set(task_ids)]
             states = {r.id: r.state for r in current}
-            yield [task_to_proto(r, with_spec=False) for r in current]
+            yield [task_to_proto(r) for r in current]
             if all(s.terminal for s in states.values()):
                 return
             async for batch in sub.batches():

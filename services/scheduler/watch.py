@@ -63,6 +63,6 @@ class Watchers:
         for record in records:
             subs = self._by_task.get(record.id, set()) | self._by_job.get(record.job_id, set())
             if subs:
-                proto = task_to_proto(record, with_spec=False)
+                proto = task_to_proto(record)
                 for sub in subs:
                     sub.queue.put_nowait(proto)

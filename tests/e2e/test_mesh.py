@@ -111,3 +111,12 @@ async def test_every_service_serves_prometheus_metrics(mesh):
         assert "# TYPE switchyard_rpc_total counter" in body, name
     scheduler = await asyncio.to_thread(scrape, mesh.metrics_addresses["scheduler"])
     assert 'method="ConnectWorker"' in scheduler or 'method="EnqueueTasks"' in scheduler
+
+
+async def test_watch_streams_carry_the_token_and_follow_a_task_to_the_end(mesh):
+    async with Client(mesh.classifier_address, mesh.tokens["globex"]) as client:
+        submitted = await client.submit([specs.noop()])
+        seen = [task.state async for task in client.watch_tasks(submitted.task_ids)]
+        assert seen[-1] == types_pb2.TASK_STATE_SUCCEEDED
+        jobs = [job async for job in client.watch_job(submitted.job_id)]
+        assert jobs[-1].state == types_pb2.JOB_STATE_SUCCEEDED
