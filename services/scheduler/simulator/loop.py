@@ -187,7 +187,7 @@ class Simulation:
         # The service charges the wall time a task held its device (engine.task_finished).
         self.book.charge(arrival.demand.tenant, t - started, self.clock.now())
         self.records.add(arrival, self._ready.pop(task_id), started, t, worker.device_model)
-        self._release(task_id, t)
+        self._release(task_id, t, ok=True)
 
     def _release(self, task_id: str, t: float, *, ok: bool) -> None:
         """Queue the dependents whose last dependency just finished; when it expired

@@ -37,13 +37,20 @@ from services.scheduler.simulator.accounting import FairShareBook
 class State(Protocol):
     """What a policy reads from the simulation (all owned and updated by the loop)."""
 
-    queues: Mapping[Group, GroupQueue]
-    fleet: Fleet
-    estimator: Estimator
-    priors: Priors
-    book: FairShareBook
-    clock: Clock
-    limits: CycleLimits
+    @property
+    def queues(self) -> Mapping[Group, GroupQueue]: ...
+    @property
+    def fleet(self) -> Fleet: ...
+    @property
+    def estimator(self) -> Estimator: ...
+    @property
+    def priors(self) -> Priors: ...
+    @property
+    def book(self) -> FairShareBook: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def limits(self) -> CycleLimits: ...
 
     def demand(self, task_id: str) -> TaskDemand | None: ...
 
@@ -140,7 +147,10 @@ class LeastLoadedPolicy:
     def _push(self, worker: WorkerSlots, taken: int) -> None:
         busy = worker.slots - worker.free_slots + taken
         if busy < worker.slots and not worker.draining:
-            heapq.heappush(self._heaps[worker.kind], (busy / worker.slots, self._rank[worker.worker_id], worker.worker_id))
+            heapq.heappush(
+                self._heaps[worker.kind],
+                (busy / worker.slots, self._rank[worker.worker_id], worker.worker_id),
+            )
 
     def _best(self, kind: Kind, task: TaskDemand, taken: Mapping[str, int]) -> tuple[float, int, str] | None:
         heap = self._heaps[kind]

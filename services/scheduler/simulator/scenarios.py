@@ -1,0 +1,137 @@
+"""The standard scenarios: each trace with its cluster, speed table, SLO and compression
+(chosen from a target offered load), plus the synthetic scale fleet."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from pathlib import Path
+
+from services.scheduler.core.model import Group, Kind, WorkerSlots
+from services.scheduler.simulator import alibaba_gpu, azure_llm, genai, synthetic
+from services.scheduler.simulator.accounting import mean_work
+from services.scheduler.simulator.model import Arrival, Cluster, Scenario, SpeedTable, Workload
+
+DEFAULT_TRACES = Path("../shared/traces")
+# The LLM scenario's fleet: (device model, workers, slots each); requests share a GPU 4 ways.
+LLM_FLEET = [("H100", 4, 4), ("A100", 8, 4), ("A10", 8, 4)]
+LLM_SPEEDS = SpeedTable(devices={"H100": 2.0, "A100": 1.0, "A10": 0.45})
+
+
+def capacity(workers: Sequence[WorkerSlots], speeds: SpeedTable, kind: Kind, category: str) -> float:
+    return sum(w.slots * speeds.speed(w.device_model, category) for w in workers if w.kind is kind)
+
+
+def compression_for(load: float, work: float, span: float, cap: float) -> float:
+    """Trace seconds per simulated second so that work / (cap x span / c) = load."""
+    return load * cap * span / work if work > 0 and span > 0 else 1.0
+
+
+def _scenario(name: str, workers: list[WorkerSlots], arrivals: list[Arrival], speeds: SpeedTable) -> Scenario:
+    workload = Workload(name, lambda: arrivals, mean_work=mean_work(arrivals))
+    return Scenario(name, Cluster(workers), workload, speeds)
+
+
+def alibaba_gpu_replay(
+    traces: Path = DEFAULT_TRACES, *, load: float = 0.5, limit: int | None = None
+) -> Scenario:
+    """Alibaba GPU 2023 at its real size; compression sets the GPU offered load."""
+    workers = alibaba_gpu.load_nodes(traces)
+    raw = alibaba_gpu.load_pods(traces, 1.0, limit)
+    gpu = [a for a in raw if a.demand.group is Group.GPU_ONLY]
+    cap = capacity(workers, alibaba_gpu.SPEEDS, Kind.GPU, "training_step")
+    span = max((a.at for a in raw), default=0.0)
+    c = compression_for(load, sum(a.work for a in gpu), span, cap)
+    s = _scenario("alibaba-gpu", workers, alibaba_gpu.load_pods(traces, c, limit), alibaba_gpu.SPEEDS)
+    s.compression = c
+    s.assumptions = [
+        f"time compression {c:,.1f}x on arrivals (GPU offered load {load:.0%} of reference capacity "
+        f"{cap:,.0f}); execution times are not compressed",
+        "one slot per GPU (fractional pods hold a whole GPU, multi-GPU pods one slot); "
+        "CPU nodes one slot per 8 cores",
+        "trace durations are seconds on the reference device (speed 1.0); one tenant; no SLO",
+    ]
+    return s
+
+
+def genai_replay(traces: Path = DEFAULT_TRACES, *, load: float = 0.95, limit: int | None = None) -> Scenario:
+    workers = genai.cluster()
+    raw = genai.load_requests(traces, 1.0, limit)
+    cap = capacity(workers, genai.SPEEDS, Kind.GPU, genai.CATEGORY)
+    span = max((a.at for a in raw), default=0.0)
+    c = compression_for(load, sum(a.work for a in raw), span, cap)
+    s = _scenario("genai", workers, genai.load_requests(traces, c, limit), genai.SPEEDS)
+    s.compression = c
+    s.assumptions = [
+        f"time compression {c:,.1f}x (offered load {load:.0%} of reference capacity {cap:.1f})",
+        "assumed fleet " + ", ".join(f"{n} x {m}" for m, n in genai.FLEET.items()) + ", one request per GPU",
+        "exec_time_seconds is the time on the reference device (A100 = 1.0); every tenant's share is 1",
+    ]
+    return s
+
+
+def azure_llm_mix(
+    traces: Path = DEFAULT_TRACES,
+    *,
+    load: float = 0.8,
+    lc_fraction: float = 0.5,
+    slo_factor: float = 5.0,
+    slo_floor_s: float = 1.0,
+    limit: int | None = None,
+) -> Scenario:
+    """Azure LLM requests (latency-critical, with an SLO) on a shared GPU fleet, plus batch
+    training jobs so that the total offered load is `load` (`lc_fraction` of it LLM)."""
+    workers = [
+        WorkerSlots(f"{m.lower()}-{i}", Kind.GPU, m, slots, slots)
+        for m, n, slots in LLM_FLEET
+        for i in range(n)
+    ]
+    cap = capacity(workers, LLM_SPEEDS, Kind.GPU, "inference")
+    raw = azure_llm.load_requests(traces, 1.0, limit=limit)
+    span = max((a.at for a in raw), default=0.0)
+    c = compression_for(load * lc_fraction, sum(a.work for a in raw), span, cap)
+    lc = azure_llm.load_requests(traces, c, slo_factor=slo_factor, slo_floor_s=slo_floor_s, limit=limit)
+    until = span / c
+    background = synthetic.batch_jobs(until, load * (1 - lc_fraction) * cap)
+    arrivals = list(heapq.merge(lc, background, key=lambda a: a.at))
+    s = _scenario("azure-llm", workers, arrivals, LLM_SPEEDS)
+    s.compression = c
+    s.slo = (
+        f"deadline = arrival + max({slo_factor:g} x unloaded time on the reference GPU, {slo_floor_s:g} s)"
+    )
+    s.assumptions = [
+        f"time compression {c:.2f}x on the LLM arrivals (LLM load {load * lc_fraction:.0%}; batch "
+        f"background {load * (1 - lc_fraction):.0%}; total offered load {load:.0%} of capacity {cap:.0f})",
+        "fleet " + ", ".join(f"{n} x {m} with {k} slots" for m, n, k in LLM_FLEET),
+        "work = 0.15 s + prompt/20,000 tok/s + output x 20 ms on the reference GPU (A100 = 1.0)",
+        "batch background: jobs of 64 training_step tasks (mean 20 s) submitted at once, "
+        "Poisson job arrivals",
+    ]
+    return s
+
+
+def synthetic_fleet(
+    workers: int = 100_000, tasks: int = 1_000_000, *, load: float = 0.8, seed: int = 0
+) -> Scenario:
+    fleet = synthetic.fleet(workers)
+    # Rough reference capacity: GPU slots at their speed plus CPU slots (CPU-only work).
+    cap = capacity(fleet, synthetic.SPEEDS, Kind.GPU, "training_step") + capacity(
+        fleet, synthetic.SPEEDS, Kind.CPU, "ingest_source_assets"
+    )
+    rate = load * cap / synthetic.offered_work_per_task()
+    workload = Workload(
+        "synthetic", lambda: synthetic.tasks(tasks, rate, seed=seed), mean_work=synthetic.mean_work()
+    )
+    s = Scenario("synthetic", Cluster(fleet), workload, synthetic.SPEEDS)
+    s.assumptions = [
+        f"{len(fleet):,} workers, {tasks:,} tasks, Poisson arrivals at {rate:,.0f}/s (about {load:.0%} load)",
+        "task mix " + ", ".join(f"{c} {p:.0%}" for c, *_, p in synthetic.MIX) + "; 1,000 Zipf tenants",
+    ]
+    return s
+
+
+SCENARIOS = {
+    "alibaba-gpu": alibaba_gpu_replay,
+    "genai": genai_replay,
+    "azure-llm": azure_llm_mix,
+}
