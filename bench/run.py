@@ -12,6 +12,7 @@ import sys
 BENCHMARKS = {
     "placement": "bench.placement",
     "mesh": "bench.mesh",
+    "takeover": "bench.takeover",
     "submit": "bench.submit",
     "ingest": "bench.ingest",
 }

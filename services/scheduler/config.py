@@ -25,6 +25,8 @@ class SchedulerConfig(ServerConfig):
     commit_batch_max: int = 2000
     max_placements_per_cycle: int = 1000
     max_attempts: int = 3
+    # Assignments a worker may hold beyond its slots, per slot (they wait on the worker).
+    worker_prefetch_per_slot: int = 1
     # How long start() waits to become active before returning as a standby.
     standby_wait_s: float = 5.0
     weight_category: float = 1000.0
@@ -46,6 +48,8 @@ class SchedulerConfig(ServerConfig):
             out.append("heartbeat_interval_ms: must be positive")
         if self.heartbeat_timeout_s * 1000 <= self.heartbeat_interval_ms:
             out.append("heartbeat_timeout_s: must be longer than the heartbeat interval")
+        if not 0 <= self.worker_prefetch_per_slot <= 64:
+            out.append("worker_prefetch_per_slot: must be between 0 and 64")
         if self.commit_batch_max < 1 or self.max_placements_per_cycle < 1 or self.max_attempts < 1:
             out.append("commit_batch_max, max_placements_per_cycle and max_attempts: must be at least 1")
         for name in ("weight_category", "weight_qos", "weight_fair_share", "weight_age"):

@@ -154,13 +154,18 @@ def job_to_proto(job: JobRecord, counts: dict[TaskState, int], task_ids: list[st
     return out
 
 
-def worker_from_proto(info: types_pb2.WorkerInfo, worker_id: str, now: float) -> WorkerSlots:
+def worker_from_proto(
+    info: types_pb2.WorkerInfo, worker_id: str, now: float, prefetch_per_slot: int = 0
+) -> WorkerSlots:
+    """The worker's assignment room is its slots plus a small prefetch per slot, so a slot
+    that finishes finds its next task already on the worker instead of a round trip away."""
+    slots = max(info.slots, 1)
     return WorkerSlots(
         worker_id=worker_id,
         kind=Kind(info.kind) if info.kind else Kind.CPU,
         device_model=info.device_model or "unknown",
-        slots=max(info.slots, 1),
-        free_slots=max(info.slots, 1),
+        slots=slots,
+        free_slots=slots * (1 + prefetch_per_slot),
         memory_bytes=info.memory_bytes,
         gpu_memory_bytes=info.gpu_memory_bytes,
         precisions=frozenset(int(p) for p in info.precisions),

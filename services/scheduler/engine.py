@@ -227,7 +227,9 @@ class Engine:
             changed.append(record)
             outbox.setdefault(link.slots.worker_id, []).append(self._assignment(record))
         if changed:
-            await self.committer.update(changed)
+            # Dispatch does not wait for the ASSIGNED write: execution is at-least-once, and
+            # after a crash the task is requeued whether or not that write landed (DESIGN §3).
+            self.committer.update(changed)
         for worker_id, assignments in outbox.items():
             link = self.workers.get(worker_id)
             if link is not None:

@@ -28,7 +28,8 @@ async def serve_worker(
         raise InvalidArgument([FieldViolation("register.worker.id", "must not be empty")])
     if engine.workers.get(info.id) is not None:
         engine.worker_lost(info.id, "replaced by a new connection")
-    link = WorkerLink(worker_from_proto(info, info.id, engine.clock.now()), info)
+    slots = worker_from_proto(info, info.id, engine.clock.now(), engine.config.worker_prefetch_per_slot)
+    link = WorkerLink(slots, info)
     engine.workers.add(link)
     engine.wake.set()
     log.info("worker registered", extra={"worker_id": info.id, "device_model": info.device_model})

@@ -53,7 +53,10 @@ class WorkerApp:
             on_finished=self._on_finished,
         )
         self.shipper = MetricsShipper(
-            address=config.profile_store_address, token=config.internal_token, capacity=config.metrics_buffer
+            address=config.profile_store_address,
+            token=config.internal_token,
+            capacity=config.metrics_buffer,
+            linger_s=config.metrics_linger_s,
         )
         self.link = SchedulerLink(
             address=config.scheduler_address,

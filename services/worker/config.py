@@ -29,6 +29,8 @@ class WorkerConfig(ServerConfig):
     artifact_dir: str = ".switchyard/artifacts"
     task_timeout_s: float = 300.0
     metrics_buffer: int = 10000
+    # How long unsent metrics wait for company before a batch goes to the profile store.
+    metrics_linger_s: float = 0.05
     heartbeat_interval_s: float = 1.0
     # Address announced to the scheduler for WorkerService; empty: host:bound port.
     advertise_address: str = ""
@@ -55,6 +57,8 @@ class WorkerConfig(ServerConfig):
             out.append("artifact_dir: must not be empty")
         if self.task_timeout_s <= 0:
             out.append("task_timeout_s: must be positive")
+        if not 0 <= self.metrics_linger_s <= 5:
+            out.append("metrics_linger_s: must be between 0 and 5 seconds")
         if self.metrics_buffer < 1:
             out.append("metrics_buffer: must be at least 1")
         if self.heartbeat_interval_s <= 0:

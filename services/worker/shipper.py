@@ -35,8 +35,10 @@ _Call = grpc.aio.StreamStreamCall[
 
 
 class MetricsShipper:
-    def __init__(self, *, address: str, token: str, capacity: int) -> None:
+    def __init__(self, *, address: str, token: str, capacity: int, linger_s: float = 0.05) -> None:
         self._address, self._token, self._capacity = address, token, capacity
+        # Wait this long after the first unsent metric so many travel (and are stored) together.
+        self._linger_s = linger_s
         self._buffer: OrderedDict[Key, types_pb2.ResultMetrics] = OrderedDict()
         self._unsent: OrderedDict[Key, None] = OrderedDict()
         self._wake = asyncio.Event()
@@ -133,6 +135,8 @@ class MetricsShipper:
     async def _write_loop(self, call: _Call) -> None:
         while True:
             await self._wake.wait()
+            if self._linger_s > 0 and len(self._unsent) < MAX_BATCH:
+                await asyncio.sleep(self._linger_s)
             self._wake.clear()
             while self._unsent:
                 keys = [self._unsent.popitem(last=False)[0] for _ in range(min(MAX_BATCH, len(self._unsent)))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,19 @@ class TelemetrySampler:
         self._lock = threading.Lock()
         self._last = read_cpu_times(proc)
         self._last_util = 0.0
+        self._cached: tuple[float, TelemetrySample] | None = None
 
-    def sample(self) -> TelemetrySample:
+    def sample(self, max_age_s: float = 0.5) -> TelemetrySample:
+        """A reading at most `max_age_s` old: per-task metrics reuse one, instead of
+        reading /proc (and NVML) for every task."""
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[0] < max_age_s:
+            return cached[1]
+        fresh = self._read()
+        self._cached = (time.monotonic(), fresh)
+        return fresh
+
+    def _read(self) -> TelemetrySample:
         used, total = read_meminfo(self._proc)
         gpu_util, gpu_used, gpu_total, power = self._gpu.read() if self._gpu else (0.0, 0, 0, 0.0)
         return TelemetrySample(

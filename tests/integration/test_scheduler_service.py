@@ -33,6 +33,8 @@ def make_config(url: str) -> SchedulerConfig:
             "internal_token": TOKEN,
             "profile_store_address": f"127.0.0.1:{free_port()}",
             "heartbeat_timeout_s": 3.0,
+            # these tests count assignments against slots exactly; prefetch has its own test
+            "worker_prefetch_per_slot": 0,
         },
     )
 
@@ -444,3 +446,24 @@ async def test_expire_on_miss_is_expired_at_admission_and_run_anyway_is_kept(stu
 
     await assert_eventually(expired, msg="deadline passed before start")
     await worker.close()
+
+
+async def test_prefetch_keeps_a_task_waiting_on_the_worker_per_slot(database_url):
+    from dataclasses import replace
+
+    app = SchedulerApp(replace(make_config(database_url), worker_prefetch_per_slot=1))
+    await app.start()
+    try:
+        async with authed_channel(f"127.0.0.1:{app.server.port}", TOKEN) as channel:
+            stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[classified() for _ in range(6)]))
+            worker = ScriptedWorker(stub, slots=2)
+            await worker.connect()
+            await assert_eventually(lambda: len(worker.assignments) == 4, msg="2 slots + 2 prefetched")
+            await asyncio.sleep(0.3)
+            assert len(worker.assignments) == 4
+            worker.finish(worker.assignments[0])
+            await assert_eventually(lambda: len(worker.assignments) == 5, msg="room refilled")
+            await worker.close()
+    finally:
+        await app.stop()
