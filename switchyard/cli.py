@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchyard", description=__doc__.split("\n")[0], parents=[conn])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_up(sub)
+    _add_simulate(sub)
     spec = _spec_options()
     submit = sub.add_parser("submit", parents=[conn, spec], help="submit tasks; prints job and task ids")
     submit.add_argument("--split-items", type=int, default=0, help="split N items into batched tasks")
@@ -138,6 +139,18 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--log-format", default="text", choices=["text", "json"])
 
 
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    simulate = sub.add_parser(
+        "simulate",
+        help="replay a trace against the scheduling policy on a virtual clock (no services)",
+        description="Discrete-event simulation of the pure scheduling core beside FIFO and "
+        "least-loaded baselines; see docs/simulator.md.",
+    )
+    from services.scheduler.simulator.cli import add_arguments  # the simulator is pure Python
+
+    add_arguments(simulate)
+
+
 def resolve_connection(args: argparse.Namespace, env: dict[str, str] | None = None) -> argparse.Namespace:
     """Fill --address, --token, --json and --timeout from the environment and defaults."""
     env = dict(os.environ if env is None else env)
@@ -151,6 +164,10 @@ def resolve_connection(args: argparse.Namespace, env: dict[str, str] | None = No
 def main(argv: Sequence[str] | None = None) -> int:
     args = resolve_connection(build_parser().parse_args(argv))
     try:
+        if args.command == "simulate":
+            from services.scheduler.simulator.cli import run as run_simulation
+
+            return run_simulation(args)
         if args.command == "up":
             from switchyard.up import run_up  # imports the launcher only when asked
 
