@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import platform
 import statistics
@@ -30,6 +31,7 @@ from typing import Any
 from bench import mesh as mesh_bench
 from bench import report
 from bench.baselines import switchyard_bench
+from switchyard.mesh import Mesh
 
 THROUGHPUT_TASKS = 20_000
 SEQUENTIAL_TASKS = 2_000
@@ -60,8 +62,10 @@ def _celery(throughput_tasks: int, sequential_tasks: int) -> tuple[float, list[f
         return celery_bench.throughput(noop, throughput_tasks), celery_bench.latencies(noop, sequential_tasks)
 
 
-def _switchyard(throughput_tasks: int, sequential_tasks: int) -> tuple[float, list[float]]:
-    return asyncio.run(switchyard_bench.noop_figures(throughput_tasks, sequential_tasks))
+def _switchyard(
+    throughput_tasks: int, sequential_tasks: int, shared: Mesh | None = None
+) -> tuple[float, list[float]]:
+    return asyncio.run(switchyard_bench.noop_figures(throughput_tasks, sequential_tasks, shared))
 
 
 RUNNERS: dict[str, Callable[[int, int], tuple[float, list[float]]]] = {
@@ -108,16 +112,24 @@ def machine() -> str:
 
 
 def measure(
-    systems: Sequence[str], throughput_tasks: int, sequential_tasks: int, repeats: int
+    systems: Sequence[str],
+    throughput_tasks: int,
+    sequential_tasks: int,
+    repeats: int,
+    shared: Mesh | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The systems in turn, `repeats` rounds; a system that fails keeps its error."""
+    """The systems in turn, `repeats` rounds, each started fresh (Switchyard: unless a
+    `shared` mesh is given); a system that fails keeps its error and is skipped after."""
+    runners = dict(RUNNERS)
+    if shared is not None:
+        runners["switchyard"] = functools.partial(_switchyard, shared=shared)
     out: dict[str, dict[str, Any]] = {s: {"tasks_per_s": [], "p50_ms": [], "p99_ms": []} for s in systems}
     for round_ in range(repeats):
         for system in systems:
             if "error" in out[system]:
                 continue
             try:
-                rate, lat = RUNNERS[system](throughput_tasks, sequential_tasks)
+                rate, lat = runners[system](throughput_tasks, sequential_tasks)
             except Exception as exc:
                 out[system]["error"] = f"{type(exc).__name__}: {exc}"
                 print(f"{system}: FAILED {out[system]['error']}", flush=True)
@@ -142,8 +154,10 @@ def run(
     repeats: int = REPEATS,
     mixed_rounds: int = MIXED_ROUNDS,
     profile_tasks: int = PROFILE_TASKS,
+    shared: Mesh | None = None,
 ) -> dict[str, Any]:
-    """Everything the report shows, as one JSON-able dict."""
+    """Everything the report shows, as one JSON-able dict. `shared`: run every Switchyard
+    part on this already started mesh instead of a fresh one each (the smoke test)."""
     started = time.time()
     data: dict[str, Any] = {
         "settings": {
@@ -156,11 +170,11 @@ def run(
         },
         "versions": versions(systems),
         "machine": machine(),
-        "systems": measure(systems, throughput_tasks, sequential_tasks, repeats),
+        "systems": measure(systems, throughput_tasks, sequential_tasks, repeats, shared),
     }
     if mixed_rounds:
         print("mixed run (Switchyard)", flush=True)
-        data["mixed"] = asyncio.run(switchyard_bench.mixed_run(mixed_rounds))
+        data["mixed"] = asyncio.run(switchyard_bench.mixed_run(mixed_rounds, shared))
     if profile_tasks:
         print("profiled no-op run (Switchyard)", flush=True)
         out_dir = report.REPORTS / "compare_profile"
@@ -247,15 +261,33 @@ def _mixed_lines(mixed: dict[str, Any]) -> list[str]:
     return [*lines, "", note]
 
 
-def _profile_lines(profile: dict[str, Any]) -> list[str]:
-    lines = ["## Where the time goes (Switchyard, py-spy)", ""]
+def _cpu_lines(profile: dict[str, Any], tasks: int) -> list[str]:
+    wall = profile["wall_s"]
+    lines = [
+        f"CPU time of each process during an unsampled run of {tasks:,} no-op tasks "
+        f"({profile['tasks_per_s']:,.0f} tasks/s, {wall:.1f} s wall, so {wall * (os.cpu_count() or 1):.0f} "
+        "CPU-s on this machine; `other` is everything else running here):",
+        "",
+        "| process | CPU s | CPU ms per task | share of the machine |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, seconds in profile["cpu_s"].items():
+        share = seconds / (wall * (os.cpu_count() or 1))
+        lines.append(f"| {name} | {seconds:.1f} | {seconds * 1000 / tasks:.2f} | {share:.0%} |")
+    return [*lines, ""]
+
+
+def _profile_lines(profile: dict[str, Any], tasks: int) -> list[str]:
+    lines = ["## Where the time goes (Switchyard)", ""]
+    if "cpu_s" in profile:
+        lines += _cpu_lines(profile, tasks)
     if "error" in profile:
         return [*lines, f"Not profiled: {profile['error']}"]
     services = sorted(profile["services"].items(), key=lambda kv: -kv[1]["samples"])
     lines += [
-        f"A no-op throughput run ({profile['tasks_per_s']:,.0f} tasks/s while sampled at "
-        f"{switchyard_bench.PROFILE_RATE_HZ} Hz, on-CPU samples only) with py-spy on every service "
-        "and on this client. Raw stacks: `bench/reports/compare_profile/`.",
+        f"Then the same run with py-spy on every service and on this client "
+        f"({profile['sampled_tasks_per_s']:,.0f} tasks/s while sampled at {switchyard_bench.PROFILE_RATE_HZ} "
+        "Hz, on-CPU samples only). Raw stacks: `bench/reports/compare_profile/`.",
         "",
         "| process | CPU s (samples / rate) | top self time | top project function (deepest frame of ours) |",
         "|---|---:|---|---|",
@@ -337,7 +369,7 @@ def write_report(data: dict[str, Any], command: str) -> Path:
     if "mixed" in data:
         lines += ["", *_mixed_lines(data["mixed"])]
     if "profile" in data:
-        lines += ["", *_profile_lines(data["profile"])]
+        lines += ["", *_profile_lines(data["profile"], data["settings"]["profile_tasks"])]
     lines += ["", f"Whole run: {data['elapsed_s'] / 60:.1f} min. Reading of the profile: docs/benchmarks.md."]
     return report.write("compare", lines, data)
 

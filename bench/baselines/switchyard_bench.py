@@ -16,8 +16,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,32 +31,78 @@ from switchyard.v1 import types_pb2
 
 TENANTS = ("acme", "globex", "initech")
 PROFILE_RATE_HZ = 100
+STOP_GRACE_S = 3.0
+ROOT = Path(__file__).resolve().parents[2]
 OUR_CODE = ("services/", "common/", "switchyard/", "bench/")
 
 
-@asynccontextmanager
-async def running_mesh(*, log_dir: Path | None = None) -> AsyncIterator[Mesh]:
-    """The mesh as `switchyard up` starts it, on a fresh PostgreSQL database dropped after."""
+def _create_database() -> tuple[str, str]:
     name = f"switchyard_compare_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(mesh_bench.PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = mesh_bench.PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    return name, mesh_bench.PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_database(name: str) -> None:
+    with psycopg.connect(mesh_bench.PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _options(data_dir: Path, url: str) -> MeshOptions:
+    # `switchyard up`'s defaults, except a short stop: shutdown is not measured, and the
+    # default grace (10 s per tier) would add about a minute to every full run.
+    return MeshOptions(data_dir=data_dir, database_url=url, base_port=0, grace_period_s=STOP_GRACE_S)
+
+
+@asynccontextmanager
+async def running_mesh() -> AsyncIterator[Mesh]:
+    """The mesh as `switchyard up` starts it, on a fresh PostgreSQL database dropped after."""
+    name, url = _create_database()
     try:
         with tempfile.TemporaryDirectory(prefix="switchyard-compare-") as tmp:
-            options = MeshOptions(data_dir=log_dir or Path(tmp), database_url=url, base_port=0)
-            async with Mesh(options, echo=lambda line: None) as mesh:
+            async with Mesh(_options(Path(tmp), url), echo=lambda line: None) as mesh:
                 yield mesh
     finally:
-        with psycopg.connect(mesh_bench.PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(name)
 
 
-async def noop_figures(throughput_tasks: int, sequential_tasks: int) -> tuple[float, list[float]]:
-    """One fresh mesh: (no-op tasks/s, sequential latencies in s)."""
-    async with (
-        running_mesh() as mesh,
-        Client(mesh.classifier_address, mesh.tokens["acme"], timeout=60) as client,
-    ):
+@contextmanager
+def shared_mesh() -> Iterator[Mesh]:
+    """One started mesh for several `asyncio.run` calls (the smoke test: one start, not three).
+
+    Mesh needs no running event loop while idle: its services are plain child processes.
+    """
+    name, url = _create_database()
+    try:
+        with tempfile.TemporaryDirectory(prefix="switchyard-compare-") as tmp:
+            mesh = Mesh(_options(Path(tmp), url), echo=lambda line: None)
+            asyncio.run(mesh.start())
+            try:
+                yield mesh
+            finally:
+                asyncio.run(mesh.stop())
+    finally:
+        _drop_database(name)
+
+
+@asynccontextmanager
+async def _mesh(shared: Mesh | None) -> AsyncIterator[Mesh]:
+    if shared is not None:
+        yield shared
+    else:
+        async with running_mesh() as mesh:
+            yield mesh
+
+
+def _client(mesh: Mesh, tenant: str = "acme") -> Client:
+    return Client(mesh.classifier_address, mesh.tokens[tenant], timeout=60)
+
+
+async def noop_figures(
+    throughput_tasks: int, sequential_tasks: int, shared: Mesh | None = None
+) -> tuple[float, list[float]]:
+    """On a fresh mesh (or `shared`): (no-op tasks/s, sequential latencies in s)."""
+    async with _mesh(shared) as mesh, _client(mesh) as client:
         await mesh_bench.latencies(client, 20)  # warm up every hop once
         rate = await mesh_bench.throughput(client, throughput_tasks)
         return rate, await mesh_bench.latencies(client, sequential_tasks)
@@ -82,14 +128,14 @@ def _seconds(stamp: Any) -> float:
 
 
 async def _tenant_run(mesh: Mesh, tenant: str, rounds: int) -> list[types_pb2.Task]:
-    async with Client(mesh.classifier_address, mesh.tokens[tenant], timeout=60) as client:
+    async with _client(mesh, tenant) as client:
         submitted = await client.submit(mixed_specs(rounds))
         return await client.wait(submitted.task_ids, timeout=900, poll_interval=5.0)
 
 
-async def mixed_run(rounds: int) -> dict[str, Any]:
+async def mixed_run(rounds: int, shared: Mesh | None = None) -> dict[str, Any]:
     """Every tenant submits `rounds` x 5 torch tasks at once; who got the devices, how fast."""
-    async with running_mesh() as mesh:
+    async with _mesh(shared) as mesh:
         started = time.perf_counter()
         runs = await asyncio.gather(*(_tenant_run(mesh, t, rounds) for t in TENANTS))
         wall = time.perf_counter() - started
@@ -130,10 +176,13 @@ class Recording:
     path: Path
 
 
-def _start_py_spy(py_spy: str, name: str, pid: int, out_dir: Path) -> Recording:
+def _start_py_spy(py_spy: str, name: str, pid: int, out_dir: Path, *, children: bool) -> Recording:
     path = out_dir / f"{name}.txt"
     argv = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(path)]
-    argv += ["--rate", str(PROFILE_RATE_HZ), "--subprocesses", "--nonblocking"]
+    # --gil: only samples that hold the GIL, so threads parked in C (gRPC's poller, socket
+    # reads) do not pose as busy.
+    argv += ["--rate", str(PROFILE_RATE_HZ), "--nonblocking", "--gil"]
+    argv += ["--subprocesses"] if children else []
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return Recording(name, process, path)
 
@@ -147,33 +196,73 @@ def _stop_py_spy(recording: Recording) -> None:
         recording.process.wait()
 
 
+def _proc_stats() -> dict[int, tuple[str, int, float]]:
+    """pid → (command name, parent pid, CPU seconds so far) of every process we can read."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        comm, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        out[int(entry.name)] = (comm, int(rest[1]), (int(rest[11]) + int(rest[12])) / tick)
+    return out
+
+
+def _owner(pid: int, stats: dict[int, tuple[str, int, float]], roots: dict[int, str]) -> str:
+    seen = 0
+    while pid in stats and seen < 64:
+        if pid in roots:
+            return roots[pid]
+        pid, seen = stats[pid][1], seen + 1
+    return ""
+
+
+def cpu_seconds(before: dict[int, tuple[str, int, float]], mesh: Mesh) -> dict[str, float]:
+    """CPU seconds since `before`, by mesh service, this client, PostgreSQL and the rest."""
+    after = _proc_stats()
+    roots = {child.pid: name for name, child in mesh.processes.items()} | {os.getpid(): "client"}
+    out: dict[str, float] = defaultdict(float)
+    for pid, (comm, _, cpu) in after.items():
+        used = cpu - (before[pid][2] if pid in before and before[pid][0] == comm else 0.0)
+        owner = _owner(pid, after, roots) or ("postgresql" if comm.startswith("postgres") else "other")
+        out[owner] += used
+    return {name: round(seconds, 2) for name, seconds in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
 async def profiled_throughput(tasks: int, out_dir: Path) -> dict[str, Any]:
-    """A no-op throughput run with py-spy sampling every service and this client."""
+    """Two no-op throughput runs on one mesh: the first with the CPU time each process used
+    (from /proc), the second with py-spy sampling every service and this client."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(py_spy).exists():
-        return {"error": "py-spy is not installed (pip install the bench extra)"}
     out_dir.mkdir(parents=True, exist_ok=True)
-    async with (
-        running_mesh() as mesh,
-        Client(mesh.classifier_address, mesh.tokens["acme"], timeout=60) as client,
-    ):
+    async with running_mesh() as mesh, _client(mesh) as client:
         await mesh_bench.latencies(client, 20)
-        targets = {name: child.pid for name, child in mesh.processes.items()} | {"client": os.getpid()}
-        recordings = [_start_py_spy(py_spy, name, pid, out_dir) for name, pid in targets.items()]
+        before, started = _proc_stats(), time.perf_counter()
+        rate = await mesh_bench.throughput(client, tasks)
+        data: dict[str, Any] = {"tasks_per_s": rate, "wall_s": time.perf_counter() - started}
+        data["cpu_s"] = cpu_seconds(before, mesh)
+        if not Path(py_spy).exists():
+            return data | {"error": "py-spy is not installed (pip install the bench extra)"}
+        targets = {name: child.pid for name, child in mesh.processes.items()}
+        recordings = [_start_py_spy(py_spy, n, pid, out_dir, children=True) for n, pid in targets.items()]
+        recordings.append(_start_py_spy(py_spy, "client", os.getpid(), out_dir, children=False))
         await asyncio.sleep(1.0)  # let py-spy attach before the first submit
         try:
-            rate = await mesh_bench.throughput(client, tasks)
+            data["sampled_tasks_per_s"] = await mesh_bench.throughput(client, tasks)
         finally:
             for recording in recordings:
                 await asyncio.to_thread(_stop_py_spy, recording)
-    return {"tasks_per_s": rate, "services": {r.name: summarise_profile(r.path) for r in recordings}}
+    return data | {"services": {r.name: summarise_profile(r.path) for r in recordings}}
 
 
 def _frame(raw: str) -> tuple[str, str]:
     """'func (path/to/module.py:12)' → ('func', 'module path without the venv prefix')."""
     func, _, where = raw.rpartition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("/site-packages/", "/work/main/", f"{Path.cwd()}/", "/lib/python3.11/"):
+    for marker in ("/site-packages/", f"{ROOT}/", "/lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return func or raw, path

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import compare, report
+from bench.baselines import switchyard_bench
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -21,14 +22,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 def test_compare_runs_small_on_switchyard_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(report, "REPORTS", tmp_path)
     started = time.monotonic()
-    data = compare.run(
-        systems=("switchyard",),
-        throughput_tasks=300,
-        sequential_tasks=20,
-        repeats=1,
-        mixed_rounds=1,
-        profile_tasks=0,
-    )
+    with switchyard_bench.shared_mesh() as mesh:
+        data = compare.run(
+            systems=("switchyard",),
+            throughput_tasks=300,
+            sequential_tasks=20,
+            repeats=1,
+            mixed_rounds=1,
+            profile_tasks=0,
+            shared=mesh,
+        )
     path = compare.write_report(data, "pytest tests/e2e/test_bench_smoke.py")
     elapsed = time.monotonic() - started
 
@@ -37,8 +40,8 @@ def test_compare_runs_small_on_switchyard_alone(tmp_path: Path, monkeypatch: pyt
     assert len(figures["tasks_per_s"]) == 1 and figures["tasks_per_s"][0] > 0
     assert 0 < figures["p50_ms"][0] <= figures["p99_ms"][0]
     mixed = data["mixed"]
-    assert mixed["failed"] == [] and mixed["tasks"] == 5 * len(compare.switchyard_bench.TENANTS)
-    assert set(mixed["device_share"]) == set(compare.switchyard_bench.TENANTS)
+    assert mixed["failed"] == [] and mixed["tasks"] == 5 * len(switchyard_bench.TENANTS)
+    assert set(mixed["device_share"]) == set(switchyard_bench.TENANTS)
     assert abs(sum(mixed["device_share"].values()) - 1.0) < 1e-6
     text = path.read_text()
     assert text.startswith("# Switchyard beside Ray and Celery") and "Reproduce: `pytest" in text
