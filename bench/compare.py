@@ -19,9 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +43,7 @@ MIXED_ROUNDS = 8  # per tenant; 5 torch tasks per round
 PROFILE_TASKS = 10_000
 SYSTEMS = ("switchyard", "ray", "celery")
 COMMAND = "make bench BENCH=compare   (python -m bench.compare)"
+RAY_TIMEOUT_S = 900
 GOALS = {"ray": 3.0, "celery": 10.0}  # Switchyard throughput at least this many times the baseline
 
 
@@ -49,10 +53,13 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def _ray(throughput_tasks: int, sequential_tasks: int) -> tuple[float, list[float]]:
-    from bench.baselines import ray_bench
-
-    with ray_bench.session() as noop:
-        return ray_bench.throughput(noop, throughput_tasks), ray_bench.latencies(noop, sequential_tasks)
+    """In a child process of its own (see `bench.baselines.ray_bench`)."""
+    argv = [sys.executable, "-m", "bench.baselines.ray_bench", str(throughput_tasks), str(sequential_tasks)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=RAY_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ray exited {done.returncode}: {done.stderr.strip()[-500:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(result["tasks_per_s"]), [float(x) for x in result["latencies_s"]]
 
 
 def _celery(throughput_tasks: int, sequential_tasks: int) -> tuple[float, list[float]]:
@@ -378,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2,000 / 200 tasks, one round")
     args = parser.parse_args(list(argv) if argv is not None else [])
+    # SIGTERM unwinds like Ctrl-C, so every `finally` stops what it started (Redis, workers, mesh).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.quick:
         data = run(
             throughput_tasks=2_000, sequential_tasks=200, repeats=1, mixed_rounds=2, profile_tasks=2_000

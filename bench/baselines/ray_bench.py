@@ -1,11 +1,18 @@
 """Ray baseline: no-op remote functions on a local Ray started with two CPUs.
 
 The same two figures as the Switchyard side: throughput (first submit to the last result
-the driver holds) and sequential submit → result latency.
+the driver holds) and sequential submit → result latency. `bench.compare` runs each Ray
+session in its own process (`python -m bench.baselines.ray_bench N M`, JSON on stdout):
+Ray installs process-wide signal handlers and global state that would outlive
+`ray.shutdown()` in the benchmark's own process, and its loopback setting below must be in
+the environment before `ray` is first imported.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +25,15 @@ def version() -> str:
     return str(ray.__version__)
 
 
+# Before `import ray`: on Linux, Ray resolves 127.0.0.1 to the host's routable address
+# unless clustering is off; usage stats would try to reach the network.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
 @contextmanager
 def session(num_cpus: int = 2) -> Iterator[Any]:
     """A local Ray (loopback only, no dashboard) and a warmed-up no-op remote function."""
+    os.environ.update(LOOPBACK_ENV)
     import ray
 
     ray.init(
@@ -59,3 +72,17 @@ def latencies(noop: Any, n: int) -> list[float]:
         ray.get(noop.remote(), timeout=60)
         out.append(time.perf_counter() - started)
     return out
+
+
+def main(argv: list[str]) -> int:
+    """`python -m bench.baselines.ray_bench THROUGHPUT_TASKS SEQUENTIAL_TASKS` → JSON."""
+    throughput_tasks, sequential_tasks = int(argv[0]), int(argv[1])
+    with session() as noop:
+        rate = throughput(noop, throughput_tasks)
+        lat = latencies(noop, sequential_tasks)
+    print(json.dumps({"tasks_per_s": rate, "latencies_s": lat}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
