@@ -15,6 +15,7 @@ BENCHMARKS = {
     "takeover": "bench.takeover",
     "submit": "bench.submit",
     "ingest": "bench.ingest",
+    "simulate": "bench.simulate",
     "compare": "bench.compare",
 }
 

@@ -204,9 +204,9 @@ async def test_live_first_cycles_match_the_simulator(tmp_path: Path):
                 lambda: sum(len(w.assignments) for w in connected) >= total, msg="every slot assigned"
             )
             await asyncio.sleep(0.2)  # a later cycle must not place more
-            live = {tid: w.slots.worker_id for w in connected for tid in w.assignments}
-            for w in connected:
-                await w.close()
+            live = {tid: c.slots.worker_id for c in connected for tid in c.assignments}
+            for c in connected:
+                await c.close()
     finally:
         gate.set()
         await app.stop()

@@ -100,7 +100,9 @@ def test_switchyard_uses_the_fast_device_least_loaded_may_not():
     s = scenario(arrivals, [gpu(f"slow-{i}", "slow", 1) for i in range(4)] + [gpu("fast-1", "fast", 1)])
     smart = figures("switchyard", simulate(s, POLICIES["switchyard"](0)), s)
     assert smart.jct_mean == pytest.approx(2.0)
-    blind = [figures("least-loaded", simulate(s, POLICIES["least-loaded"](seed)), s).jct_mean for seed in range(4)]
+    blind = [
+        figures("least-loaded", simulate(s, POLICIES["least-loaded"](seed)), s).jct_mean for seed in range(4)
+    ]
     assert max(blind) == pytest.approx(8.0)
     assert offline_bound(s).jct_mean == pytest.approx(2.0)
 

@@ -153,10 +153,12 @@ class Simulation:
             self._release(expiry.task_id, t, ok=False)
         speeds = self.scenario.speeds
         jitter = self.config.jitter
+        touched: set[Group] = set()
         for placement in decisions.placements:
             arrival = self._tasks[placement.task_id]
             task = arrival.demand
             self.queues[task.group].remove(task.task_id)
+            touched.add(task.group)
             worker = self._take(placement.worker_id, task.task_id)
             seconds = arrival.work / speeds.speed(worker.device_model, task.category)
             if jitter > 0:
@@ -165,6 +167,8 @@ class Simulation:
             self._schedule(t + seconds, COMPLETION, task.task_id, worker.worker_id)
             if self.config.keep_placements:
                 self.placements.append((t, task.task_id, worker.worker_id))
+        for group in touched:
+            _prune_head(self.queues[group])
 
     def _take(self, worker_id: str, task_id: str) -> WorkerSlots:
         worker = self.fleet.get(worker_id)
@@ -204,6 +208,18 @@ class Simulation:
                 del self._waiting_on[child]
                 self.records.add(self._tasks.pop(child), t, t, t, None)
                 self._release(child, t, ok=False)
+
+
+def _prune_head(queue: GroupQueue) -> None:
+    """Drop removed entries from the top of the queue's heap.
+
+    `GroupQueue.remove` is lazy and `ordered()` walks past removed entries, so the placed
+    (best) tasks pile up at the top and every later cycle walks them again: O(placed) per
+    cycle until the heap is compacted. The heap order is unchanged by popping them; this
+    reaches into the queue's internals until `GroupQueue` does it itself (see docs)."""
+    heap, live = queue._heap, queue._live
+    while heap and live.get(heap[0].task_id) is not heap[0]:
+        heapq.heappop(heap)
 
 
 def simulate(scenario: Scenario, policy: Policy, config: RunConfig | None = None) -> Records:

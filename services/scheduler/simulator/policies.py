@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Protocol
 
 from services.scheduler.core.clock import Clock
@@ -69,6 +70,14 @@ class Policy(Protocol):
     def worker_changed(self, worker: WorkerSlots) -> None: ...
 
 
+def servable(state: State) -> dict[Group, GroupQueue]:
+    """The non-empty queues whose group some free slot's kind can serve. Left in, a group no
+    free slot can take costs a cycle up to `max_skips` look-ups at every event (GPU tasks
+    queued while only CPU slots are free) and places nothing more."""
+    free = {cls.capability.kind for cls in state.fleet.classes.values() if cls.free}
+    return {g: q for g, q in state.queues.items() if q and not free.isdisjoint(KINDS_FOR_GROUP[g])}
+
+
 class SwitchyardPolicy:
     name = "switchyard"
     reprioritizes = True
@@ -94,7 +103,10 @@ class SwitchyardPolicy:
 
     def decide(self) -> CycleDecisions:
         assert self._state is not None and self._view is not None
-        return plan_cycle(self._view, self._state.clock, self._state.limits)
+        queues = servable(self._state)
+        if not queues:
+            return CycleDecisions([], [])
+        return plan_cycle(replace(self._view, queues=queues), self._state.clock, self._state.limits)
 
     def worker_changed(self, worker: WorkerSlots) -> None:
         pass
@@ -181,7 +193,7 @@ class LeastLoadedPolicy:
         placements: list[Placement] = []
         expiries: list[Expiry] = []
         skips = 0
-        merged = heapq.merge(*(q.ordered() for q in state.queues.values()))
+        merged = heapq.merge(*(q.ordered() for q in servable(state).values()))
         for entry in merged:
             if len(placements) >= min(state.limits.max_placements, free_total):
                 break

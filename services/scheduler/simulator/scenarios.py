@@ -114,11 +114,13 @@ def synthetic_fleet(
     workers: int = 100_000, tasks: int = 1_000_000, *, load: float = 0.8, seed: int = 0
 ) -> Scenario:
     fleet = synthetic.fleet(workers)
-    # Rough reference capacity: GPU slots at their speed plus CPU slots (CPU-only work).
-    cap = capacity(fleet, synthetic.SPEEDS, Kind.GPU, "training_step") + capacity(
-        fleet, synthetic.SPEEDS, Kind.CPU, "ingest_source_assets"
-    )
-    rate = load * cap / synthetic.offered_work_per_task()
+    # GPU work (create, training, inference) over GPU capacity, CPU work (ingest) over CPU.
+    gpu_cap = capacity(fleet, synthetic.SPEEDS, Kind.GPU, "training_step")
+    cpu_cap = capacity(fleet, synthetic.SPEEDS, Kind.CPU, "ingest_source_assets")
+    per_task = {Kind.GPU: 0.0, Kind.CPU: 0.0}
+    for _, group, _, _, work, _, weight in synthetic.MIX:
+        per_task[Kind.CPU if group is Group.CPU_ONLY else Kind.GPU] += work * weight
+    rate = load * min(gpu_cap / per_task[Kind.GPU], cpu_cap / per_task[Kind.CPU])
     workload = Workload(
         "synthetic", lambda: synthetic.tasks(tasks, rate, seed=seed), mean_work=synthetic.mean_work()
     )

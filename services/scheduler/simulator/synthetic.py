@@ -3,6 +3,7 @@ background mixed into the Azure-LLM scenario. Seeded, generated lazily in time o
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterator
@@ -48,23 +49,19 @@ def mean_work() -> dict[tuple[str, int, int, str], float]:
     return {(m, 0, batch_bucket(b), c): w for c, _, m, b, w, _, _ in MIX}
 
 
-def offered_work_per_task() -> float:
-    return sum(w * p for *_, w, _, p in MIX)
-
-
 def tasks(count: int, rate_per_s: float, tenants: int = 1000, seed: int = 0) -> Iterator[Arrival]:
     """Poisson arrivals; tenants Zipf-weighted; work lognormal around the mix's mean."""
     rng = random.Random(seed)
-    weights = [1.0 / (k + 1) for k in range(tenants)]
+    cum = list(itertools.accumulate(1.0 / (k + 1) for k in range(tenants)))
     names = [f"tenant-{k}" for k in range(tenants)]
-    kinds = [m[-1] for m in MIX]
+    kinds = list(itertools.accumulate(m[-1] for m in MIX))
     t = 0.0
     for n in range(count):
         t += rng.expovariate(rate_per_s)
-        category, group, model, batch, work, qos, _ = rng.choices(MIX, kinds)[0]
+        category, group, model, batch, work, qos, _ = rng.choices(MIX, cum_weights=kinds)[0]
         demand = TaskDemand(
             task_id=f"t{n}",
-            tenant=rng.choices(names, weights)[0],
+            tenant=rng.choices(names, cum_weights=cum)[0],
             category=category,
             group=group,
             priority_class=PRIORITY_CLASS[category],
