@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 REDIS_SERVER = "/usr/bin/redis-server"
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 120.0  # a loaded 2-CPU machine can take a minute to fork the worker
 
 
 def versions() -> dict[str, str]:

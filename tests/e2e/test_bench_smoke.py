@@ -36,7 +36,7 @@ def test_compare_runs_small_on_switchyard_alone(tmp_path: Path, monkeypatch: pyt
     elapsed = time.monotonic() - started
 
     figures = data["systems"]["switchyard"]
-    assert "error" not in figures
+    assert "errors" not in figures
     assert len(figures["tasks_per_s"]) == 1 and figures["tasks_per_s"][0] > 0
     assert 0 < figures["p50_ms"][0] <= figures["p99_ms"][0]
     mixed = data["mixed"]
