@@ -170,6 +170,7 @@ def run(
     part on this already started mesh instead of a fresh one each (the smoke test)."""
     started = time.time()
     data: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "settings": {
             "throughput_tasks": throughput_tasks,
             "sequential_tasks": sequential_tasks,
@@ -290,8 +291,25 @@ def _cpu_lines(profile: dict[str, Any], tasks: int) -> list[str]:
     return [*lines, ""]
 
 
+def _stage_lines(stages: dict[str, list[float]]) -> list[str]:
+    count = len(next(iter(stages.values()), []))
+    lines = [
+        f"One no-op task at a time ({count} of them), split by the task's own timestamps:",
+        "",
+        "| stage | p50, ms | p99, ms |",
+        "|---|---:|---:|",
+    ]
+    for stage, values in stages.items():
+        lines.append(f"| {stage} | {percentile(values, 0.5):.2f} | {percentile(values, 0.99):.2f} |")
+    return [*lines, ""]
+
+
 def _profile_lines(profile: dict[str, Any], tasks: int) -> list[str]:
     lines = ["## Where the time goes (Switchyard)", ""]
+    if "measured" in profile:
+        lines += [f"Measured again on {profile['measured']} (`python -m bench.compare --only-profile`).", ""]
+    if "stages_ms" in profile:
+        lines += _stage_lines(profile["stages_ms"])
     if "cpu_s" in profile:
         lines += _cpu_lines(profile, tasks)
     if "error" in profile:
@@ -364,6 +382,7 @@ def _plots(data: dict[str, Any]) -> list[str]:
 def write_report(data: dict[str, Any], command: str) -> Path:
     s = data["settings"]
     notes = [
+        *([f"Run started {data['started']}."] if "started" in data else []),
         f"Machine: {data['machine']}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".",
         "",
@@ -390,10 +409,22 @@ def write_report(data: dict[str, Any], command: str) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2,000 / 200 tasks, one round")
+    parser.add_argument(
+        "--only-profile",
+        action="store_true",
+        help="measure only the profile again; every other figure is kept from bench/reports/compare.json",
+    )
     args = parser.parse_args(list(argv) if argv is not None else [])
     # SIGTERM unwinds like Ctrl-C, so every `finally` stops what it started (Redis, workers, mesh).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if args.quick:
+    if args.only_profile:
+        data = json.loads((report.REPORTS / "compare.json").read_text())
+        started = time.time()
+        tasks = data["settings"]["profile_tasks"]
+        out_dir = report.REPORTS / "compare_profile"
+        data["profile"] = asyncio.run(switchyard_bench.profiled_throughput(tasks, out_dir))
+        data["profile"]["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
+    elif args.quick:
         data = run(
             throughput_tasks=2_000, sequential_tasks=200, repeats=1, mixed_rounds=2, profile_tasks=2_000
         )

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 
@@ -233,16 +233,47 @@ def cpu_seconds(before: dict[int, tuple[str, int, float]], mesh: Mesh) -> dict[s
     return {name: round(seconds, 2) for name, seconds in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
-async def profiled_throughput(tasks: int, out_dir: Path) -> dict[str, Any]:
-    """Two no-op throughput runs on one mesh: the first with the CPU time each process used
-    (from /proc), the second with py-spy sampling every service and this client."""
+Stamp = Literal["submitted_at", "queued_at", "assigned_at", "started_at", "finished_at"]
+STAGES: tuple[tuple[str, Stamp], ...] = (
+    ("client → classifier → scheduler commit", "submitted_at"),
+    ("queued (enqueue committed)", "queued_at"),
+    ("placed by a cycle", "assigned_at"),
+    ("dispatched, started on a slot", "started_at"),
+    ("ran", "finished_at"),
+)
+
+
+async def latency_stages(client: Client, n: int) -> dict[str, list[float]]:
+    """Sequential no-op tasks, each split by its own timestamps into stages (ms); the last
+    stage is the result's way back (finished_at → the client has it)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for _ in range(n):
+        sent = time.time()
+        submitted = await client.submit([specs.noop()])
+        (task,) = await client.wait(submitted.task_ids, timeout=60, poll_interval=5.0)
+        seen = time.time()
+        previous = sent
+        for stage, field in STAGES:
+            at = _seconds(getattr(task, field)) if task.HasField(field) else previous
+            out[stage].append((at - previous) * 1000)
+            previous = at
+        out["result back to the client"].append((seen - previous) * 1000)
+    return dict(out)
+
+
+async def profiled_throughput(tasks: int, out_dir: Path, stage_tasks: int = 200) -> dict[str, Any]:
+    """On one mesh: sequential tasks split into stages; a no-op throughput run with the CPU
+    time each process used (from /proc); the same run with py-spy on every service and this
+    client."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     out_dir.mkdir(parents=True, exist_ok=True)
     async with running_mesh() as mesh, _client(mesh) as client:
         await mesh_bench.latencies(client, 20)
+        stages = await latency_stages(client, stage_tasks)
         before, started = _proc_stats(), time.perf_counter()
         rate = await mesh_bench.throughput(client, tasks)
         data: dict[str, Any] = {"tasks_per_s": rate, "wall_s": time.perf_counter() - started}
+        data["stages_ms"] = stages
         data["cpu_s"] = cpu_seconds(before, mesh)
         if not Path(py_spy).exists():
             return data | {"error": "py-spy is not installed (pip install the bench extra)"}
