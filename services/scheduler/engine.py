@@ -95,7 +95,7 @@ class Engine:
         await self.committer.insert(fresh, list(jobs.values()))
         fair = {t: self.profiles.fair_share(t, now) for t in {r.tenant for r in fresh}}
         for record in fresh:
-            self._admit(record, fair.get(record.tenant))
+            self._admit(record, fair.get(record.tenant), now)
         self.wake.set()
         return [existing.get((r.tenant, r.idempotency_key or ""), r) for r in records]
 
@@ -135,7 +135,7 @@ class Engine:
                     problems.add(f"tasks[{i}].spec.depends_on", f"unknown task {d!r}")
         problems.raise_if_any()
 
-    def _admit(self, record: TaskRecord, fair: float | None = None) -> None:
+    def _admit(self, record: TaskRecord, fair: float | None = None, now: float | None = None) -> None:
         if record.state.terminal:
             return
         self.tasks[record.id] = record
@@ -143,7 +143,7 @@ class Engine:
         if record.idempotency_key:
             self._idempotent[(record.tenant, record.idempotency_key)] = record.id
         if record.state is TaskState.QUEUED:
-            self._push(record, fair)
+            self._push(record, fair, now)
 
     def _count(self, record: TaskRecord, delta: int) -> None:
         if record.state in (TaskState.PENDING, TaskState.QUEUED):
@@ -160,8 +160,9 @@ class Engine:
         if admitted:
             self._count(record, +1)
 
-    def _push(self, record: TaskRecord, fair: float | None = None) -> None:
-        now = self.clock.now()
+    def _push(self, record: TaskRecord, fair: float | None = None, now: float | None = None) -> None:
+        # One `now` per admitted batch: its tasks tie on age and keep their arrival order.
+        now = self.clock.now() if now is None else now
         if fair is None:
             fair = self.profiles.fair_share(record.tenant, now)
         self.queues[record.demand.group].push(record.id, priority(record.demand, now, fair, self.weights))

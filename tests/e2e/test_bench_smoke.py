@@ -7,7 +7,6 @@ Switchyard path never needs Ray or Celery (the bench extra).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,9 @@ from bench.baselines import switchyard_bench
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)  # a liveness bound, not a speed claim (speed lives in bench/)
 def test_compare_runs_small_on_switchyard_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(report, "REPORTS", tmp_path)
-    started = time.monotonic()
     with switchyard_bench.shared_mesh() as mesh:
         data = compare.run(
             systems=("switchyard",),
@@ -33,7 +31,6 @@ def test_compare_runs_small_on_switchyard_alone(tmp_path: Path, monkeypatch: pyt
             shared=mesh,
         )
     path = compare.write_report(data, "pytest tests/e2e/test_bench_smoke.py")
-    elapsed = time.monotonic() - started
 
     figures = data["systems"]["switchyard"]
     assert "errors" not in figures
@@ -48,4 +45,3 @@ def test_compare_runs_small_on_switchyard_alone(tmp_path: Path, monkeypatch: pyt
     assert "| switchyard |" in text and "## Mixed torch workload" in text
     assert (tmp_path / "compare.json").exists()
     assert not {"ray", "celery"} & set(sys.modules), "the Switchyard path imported a baseline framework"
-    assert elapsed < 60, f"the smoke run took {elapsed:.0f} s"

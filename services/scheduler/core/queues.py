@@ -45,8 +45,13 @@ class GroupQueue:
             self._compact()
 
     def remove(self, task_id: str) -> bool:
-        """Forget a task (placed, cancelled); O(1), the heap entry is dropped lazily."""
-        return self._live.pop(task_id, None) is not None
+        """Forget a task (placed, cancelled); its heap entry is dropped lazily, and at once
+        when it sits at the top (placed tasks usually do), so walks never wade through them."""
+        found = self._live.pop(task_id, None) is not None
+        heap = self._heap
+        while heap and self._live.get(heap[0].task_id) is not heap[0]:
+            heapq.heappop(heap)
+        return found
 
     def priority_of(self, task_id: str) -> float | None:
         entry = self._live.get(task_id)
