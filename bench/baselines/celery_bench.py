@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 REDIS_SERVER = "/usr/bin/redis-server"
+ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0  # a loaded 2-CPU machine can take a minute to fork the worker
 
 
@@ -83,29 +84,32 @@ def _redis_server(log_dir: Path) -> Iterator[str]:
 def session(concurrency: int = 2) -> Iterator[Any]:
     """Our own Redis and a Celery worker; yields the warmed-up no-op task."""
     with tempfile.TemporaryDirectory(prefix="switchyard-celery-") as tmp, _redis_server(Path(tmp)) as url:
-        os.environ["BENCH_CELERY_REDIS"] = url
-        from bench.baselines import celery_app
+        from bench.baselines.celery_app import NOOP, make_app
 
-        celery_app.app.conf.broker_url = celery_app.app.conf.result_backend = url
+        app = make_app(url)
         argv = [sys.executable, "-m", "celery", "-A", "bench.baselines.celery_app", "worker"]
         argv += [f"--concurrency={concurrency}", "-P", "prefork", "--loglevel=WARNING"]
         argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        env = os.environ | {"BENCH_CELERY_REDIS": url, "PYTHONPATH": str(ROOT)}
         with open(Path(tmp) / "worker.log", "wb") as log:
-            worker = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            worker = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         try:
-            _until(lambda: celery_app.app.control.ping(timeout=1.0), "the Celery worker")
-            celery_app.noop.delay().get(timeout=30)
-            yield celery_app.noop
+            noop = app.signature(NOOP)
+            # Ready when a task makes the round trip (bounded by START_TIMEOUT_S).
+            noop.delay().get(timeout=START_TIMEOUT_S)
+            yield noop
         finally:
             _stop(worker)
-            os.environ.pop("BENCH_CELERY_REDIS", None)
+            app.close()
 
 
 def throughput(noop: Any, n: int) -> float:
     from celery import group
 
     started = time.perf_counter()
-    group(noop.s() for _ in range(n)).apply_async().get(timeout=600)
+    group(noop.clone() for _ in range(n)).apply_async().get(timeout=600)
     return n / (time.perf_counter() - started)
 
 
