@@ -44,6 +44,8 @@ PROFILE_TASKS = 10_000
 SYSTEMS = ("switchyard", "ray", "celery")
 COMMAND = "make bench BENCH=compare   (python -m bench.compare)"
 RAY_TIMEOUT_S = 900
+# Raw py-spy stacks (about 2 MB): local output, ignored by git like the rest of .switchyard/.
+PROFILE_DIR = Path(".switchyard/bench/compare_profile")
 GOALS = {"ray": 3.0, "celery": 10.0}  # Switchyard throughput at least this many times the baseline
 
 
@@ -188,7 +190,7 @@ def run(
         data["mixed"] = asyncio.run(switchyard_bench.mixed_run(mixed_rounds, shared))
     if profile_tasks:
         print("profiled no-op run (Switchyard)", flush=True)
-        out_dir = report.REPORTS / "compare_profile"
+        out_dir = PROFILE_DIR
         data["profile"] = asyncio.run(switchyard_bench.profiled_throughput(profile_tasks, out_dir))
     data["elapsed_s"] = time.time() - started
     return data
@@ -318,7 +320,7 @@ def _profile_lines(profile: dict[str, Any], tasks: int) -> list[str]:
     lines += [
         f"Then the same run with py-spy on every service and on this client "
         f"({profile['sampled_tasks_per_s']:,.0f} tasks/s while sampled at {switchyard_bench.PROFILE_RATE_HZ} "
-        "Hz, on-CPU samples only). Raw stacks: `bench/reports/compare_profile/`.",
+        "Hz, on-CPU samples only). Raw stacks (collapsed): `.switchyard/bench/compare_profile/`.",
         "",
         "| process | CPU s (samples / rate) | top self time | top project function (deepest frame of ours) |",
         "|---|---:|---|---|",
@@ -421,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = json.loads((report.REPORTS / "compare.json").read_text())
         started = time.time()
         tasks = data["settings"]["profile_tasks"]
-        out_dir = report.REPORTS / "compare_profile"
+        out_dir = PROFILE_DIR
         data["profile"] = asyncio.run(switchyard_bench.profiled_throughput(tasks, out_dir))
         data["profile"]["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started))
     elif args.quick:
