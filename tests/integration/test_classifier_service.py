@@ -118,8 +118,8 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def ListWorkers(self, request: Any, context: Any) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
 
-    def ConnectWorker(self, request_iterator: Any, context: Any) -> Any:
-        raise NotImplementedError
+    async def ConnectWorker(self, request_iterator: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "workers never reach the fake")
 
     async def ExplainTask(
         self, request: Any, context: Any
