@@ -118,8 +118,11 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def ListWorkers(self, request: Any, context: Any) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the fake")
 
-    async def ConnectWorker(self, request_iterator: Any, context: Any) -> Any:
+    async def ConnectWorker(
+        self, request_iterator: Any, context: Any
+    ) -> AsyncIterator[scheduler_pb2.ConnectWorkerResponse]:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "workers never reach the fake")
+        yield scheduler_pb2.ConnectWorkerResponse()  # never reached: abort raises
 
     async def ExplainTask(
         self, request: Any, context: Any
