@@ -1,0 +1,10 @@
+"""The parts of `make gpu-check` (bench/gpu_check.py is its command line; docs/gpu.md).
+
+- `results`: the figures, as frozen dataclasses;
+- `sampler`: busy fractions sampled on a thread (NVML for a GPU, process CPU time for the CPU);
+- `measure`: synthetic data, inference and the saturating run, timed;
+- `mesh_run`: a short run of the whole mesh, checking placement and the profile store;
+- `report`: the Markdown report;
+
+Only `measure` imports torch and the worker at import time.
+"""
