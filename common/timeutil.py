@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -15,9 +17,12 @@ def utcnow() -> datetime:
 def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
-    return ts
+    # Integer arithmetic on the timedelta: exact, and several times cheaper than FromDatetime
+    # (this runs for every started and finished task).
+    delta = (value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH
+    return timestamp_pb2.Timestamp(
+        seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000
+    )
 
 
 def from_timestamp(ts: timestamp_pb2.Timestamp) -> datetime:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
@@ -115,16 +114,27 @@ class SchedulerApp:
         await self.store.close()
 
     async def _cycle_loop(self) -> None:
+        """A cycle as soon as something wakes it (an enqueue, a freed slot), and at least every
+        `cycle_interval_s` (deadlines, new priorities). It waits on the event itself, not
+        through `wait_for`'s extra task, so a wake-up reaches the cycle in one loop turn."""
         engine = self.engine
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(engine.wake.wait(), self.config.cycle_interval_s)
-            engine.wake.clear()
-            try:
-                await engine.run_cycle()
-            except Exception:
-                log.exception("placement cycle failed")
-                await asyncio.sleep(0.5)
+        ticker = asyncio.create_task(self._every(self.config.cycle_interval_s, engine.wake.set))
+        try:
+            while True:
+                await engine.wake.wait()
+                engine.wake.clear()
+                await self._one_cycle()
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+
+    async def _one_cycle(self) -> None:
+        engine = self.engine
+        try:
+            await engine.run_cycle()
+        except Exception:
+            log.exception("placement cycle failed")
+            await asyncio.sleep(0.5)
 
     @staticmethod
     async def _every(seconds: float, action: object) -> None:

@@ -67,18 +67,23 @@ class Committer:
         self._wake.set()
         await future
 
-    def update(self, records: Sequence[TaskRecord]) -> asyncio.Future[None]:
-        """Queue transitions; the future resolves when they are durable."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def update(self, records: Sequence[TaskRecord]) -> None:
+        """Queue transitions for the next commit (`flush` waits until they are durable).
+
+        No future per call: a batch of results makes many calls, and only the callers that
+        must answer after the write (cancel, restore) wait, through `flush`."""
         for record in records:
             self._updates[record.id] = record
-        self._update_waiters.append(future)
         self._wake.set()
-        return future
 
     async def flush(self) -> None:
-        if self._inserts or self._updates:
-            await self.update([])
+        """Wait until everything queued so far is durable."""
+        if not (self._inserts or self._updates):
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._update_waiters.append(future)
+        self._wake.set()
+        await future
 
     async def _run(self) -> None:
         backoff = 0.05

@@ -27,6 +27,11 @@ class SchedulerConfig(ServerConfig):
     max_attempts: int = 3
     # Assignments a worker may hold beyond its slots, per slot (they wait on the worker).
     worker_prefetch_per_slot: int = 1
+    # Short tasks get more: a worker may hold up to this much of its measured task time per
+    # slot beyond its slots (so a slot finishing a 1 ms task finds work there, not a round
+    # trip away), never fewer than worker_prefetch_per_slot nor more than the cap below.
+    prefetch_window_s: float = 0.02
+    worker_prefetch_max_per_slot: int = 32
     # How long start() waits to become active before returning as a standby.
     standby_wait_s: float = 5.0
     weight_category: float = 1000.0
@@ -50,6 +55,10 @@ class SchedulerConfig(ServerConfig):
             out.append("heartbeat_timeout_s: must be longer than the heartbeat interval")
         if not 0 <= self.worker_prefetch_per_slot <= 64:
             out.append("worker_prefetch_per_slot: must be between 0 and 64")
+        if not self.worker_prefetch_per_slot <= self.worker_prefetch_max_per_slot <= 1024:
+            out.append("worker_prefetch_max_per_slot: must be between worker_prefetch_per_slot and 1024")
+        if self.prefetch_window_s < 0:
+            out.append("prefetch_window_s: must not be negative")
         if self.commit_batch_max < 1 or self.max_placements_per_cycle < 1 or self.max_attempts < 1:
             out.append("commit_batch_max, max_placements_per_cycle and max_attempts: must be at least 1")
         for name in ("weight_category", "weight_qos", "weight_fair_share", "weight_age"):

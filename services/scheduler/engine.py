@@ -271,6 +271,10 @@ class Engine:
         if link is not None and outcome.task_id in link.slots.running:
             link.slots.running.discard(outcome.task_id)
             self.workers.adjust(link.slots, +1)
+            if outcome.HasField("started_at") and outcome.HasField("finished_at"):
+                ran = (outcome.finished_at.ToNanoseconds() - outcome.started_at.ToNanoseconds()) / 1e9
+                bounds = (self.config.worker_prefetch_per_slot, self.config.worker_prefetch_max_per_slot)
+                self.workers.observe_run(link, ran, self.config.prefetch_window_s, bounds)
             self.wake.set()
         record = self._live_assignment(worker_id, outcome.task_id, outcome.attempt)
         if record is None:
@@ -388,5 +392,6 @@ class Engine:
             self._admit(record)
         changed = orphaned + [r for r in pending if r.state is not TaskState.PENDING]
         if changed:
-            await self.committer.update(changed)
+            self.committer.update(changed)
+            await self.committer.flush()
         return len(records)

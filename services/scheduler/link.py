@@ -29,7 +29,7 @@ async def serve_worker(
     if engine.workers.get(info.id) is not None:
         engine.worker_lost(info.id, "replaced by a new connection")
     slots = worker_from_proto(info, info.id, engine.clock.now(), engine.config.worker_prefetch_per_slot)
-    link = WorkerLink(slots, info)
+    link = WorkerLink(slots, info, prefetch=engine.config.worker_prefetch_per_slot)
     engine.workers.add(link)
     engine.wake.set()
     log.info("worker registered", extra={"worker_id": info.id, "device_model": info.device_model})

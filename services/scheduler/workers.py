@@ -21,6 +21,9 @@ class WorkerLink:
     info: types_pb2.WorkerInfo
     outbound: asyncio.Queue[scheduler_pb2.ConnectWorkerResponse | None] = field(default_factory=asyncio.Queue)
     telemetry: types_pb2.Telemetry = field(default_factory=types_pb2.Telemetry)
+    # Assignments held per slot beyond the slot itself, and the mean run time behind it.
+    prefetch: int = 0
+    run_s: float | None = None
 
     def send(self, message: scheduler_pb2.ConnectWorkerResponse) -> None:
         self.outbound.put_nowait(message)
@@ -50,6 +53,19 @@ class WorkerRegistry:
         """Take (delta < 0) or give back (delta > 0) slots, keeping the index current."""
         worker.free_slots += delta
         self.fleet.changed(worker)
+
+    def observe_run(self, link: WorkerLink, seconds: float, window_s: float, bounds: tuple[int, int]) -> None:
+        """Fold one task's run time into the worker's mean, and size its prefetch from it:
+        as many tasks per slot as fill `window_s`, within `bounds` (the configured minimum
+        and the cap). The room changes by the difference, so held tasks stay counted."""
+        run_s = max(seconds, 0.0)
+        link.run_s = run_s if link.run_s is None else 0.8 * link.run_s + 0.2 * run_s
+        low, high = bounds
+        fill = int(window_s / link.run_s) if link.run_s > 0 else high
+        want = max(low, min(high, fill))
+        if want != link.prefetch:
+            self.adjust(link.slots, (want - link.prefetch) * link.slots.slots)
+            link.prefetch = want
 
     def get(self, worker_id: str) -> WorkerLink | None:
         return self.links.get(worker_id)

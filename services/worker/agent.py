@@ -242,6 +242,9 @@ class SchedulerLink:
         """The only writer of the stream: batches of results, then a heartbeat when due."""
         while session == self.session:
             await self._wake.wait()
+            # One more loop turn: events that became ready in the same turn (a slot's reply,
+            # the next task starting) join this message instead of the next one.
+            await asyncio.sleep(0)
             self._wake.clear()
             while self._started or self._outcomes:
                 started, self._started = self._started[:MAX_BATCH], self._started[MAX_BATCH:]

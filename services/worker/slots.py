@@ -1,6 +1,9 @@
 """The parent's side of a slot: start, talk to, and kill/replace one slot process.
 
-Blocking pipe reads and writes run on a thread, never on the event loop.
+Once the slot is ready, the parent talks to it through asyncio on its end of the pipe (a
+Unix socket pair), in the framing of `multiprocessing.connection` that the child reads and
+writes: no thread hop per message, and the event loop never blocks on the pipe. The
+start-up handshake (one blocking read that may take seconds) runs on a thread.
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
+import pickle
+import socket
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -23,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SLOT_RESTARTS = Counter("switchyard_worker_slot_restarts_total", "Slot processes replaced", ["reason"])
 START_TIMEOUT_S = 180.0
+_SHORT, _LONG = struct.Struct("!i"), struct.Struct("!Q")
 
 
 class SlotCrashed(Exception):
@@ -48,6 +56,8 @@ class Slot:
         self._executor = executor
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
         self.handlers: tuple[str, ...] = ()
         self.generation = 0
 
@@ -77,15 +87,22 @@ class Slot:
         if not isinstance(ready, SlotReady):
             raise SlotCrashed(f"slot {self.index} sent {type(ready).__name__} instead of ready")
         self.handlers = ready.handlers
+        # A second descriptor of the same socket for asyncio (which makes it non-blocking);
+        # the Connection stays only to be closed.
+        sock = socket.socket(fileno=os.dup(parent.fileno()))
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=sock)
         log.info("slot ready", extra={"slot": self.index, "pid": ready.pid})
 
     async def run(self, task: TaskInput) -> SlotReply:
         """Send one task; raise SlotCrashed when the process dies before answering."""
-        conn = self._conn
-        if conn is None or not self.alive():
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None or not self.alive():
             raise SlotCrashed(f"slot {self.index} is not running")
-        await self._call(conn.send, task)
-        reply = await self._call(conn.recv)
+        try:
+            _send(writer, task)
+            reply = await _receive(reader)
+        except (EOFError, OSError, asyncio.IncompleteReadError, pickle.UnpicklingError) as exc:
+            raise SlotCrashed(f"slot {self.index} pipe closed: {exc!r}") from exc
         if not isinstance(reply, SlotReply) or reply.task_id != task.task_id:
             raise SlotCrashed(f"slot {self.index} answered out of turn")
         return reply
@@ -103,8 +120,9 @@ class Slot:
         `pending` is a `run` still waiting on the pipe: it is let finish (the dead process
         makes it fail) before the pipe is closed, so no thread reads a reused descriptor.
         """
-        process, conn = self._process, self._conn
+        process, conn, writer = self._process, self._conn, self._writer
         self._process, self._conn = None, None
+        self._reader, self._writer = None, None
         if process is not None and process.is_alive():
             process.kill()
         if process is not None:
@@ -112,6 +130,8 @@ class Slot:
         if pending is not None:
             with contextlib.suppress(SlotCrashed, asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(pending, 10)
+        if writer is not None:
+            writer.close()
         if conn is not None:
             conn.close()
 
@@ -123,10 +143,29 @@ class Slot:
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Ask the process to exit, then kill it if it has not."""
-        process, conn = self._process, self._conn
-        if process is None or conn is None:
+        process, writer = self._process, self._writer
+        if process is None:
             return
-        with contextlib.suppress(OSError):
-            conn.send(None)
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                _send(writer, None)
         await asyncio.get_running_loop().run_in_executor(self._executor, process.join, grace_s)
         await self.kill()
+
+
+def _send(writer: asyncio.StreamWriter, message: object) -> None:
+    """One `multiprocessing.connection` frame: a 4-byte big-endian length, then the pickle."""
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    header = (
+        _SHORT.pack(len(payload))
+        if len(payload) <= 0x7FFFFFFF
+        else _SHORT.pack(-1) + _LONG.pack(len(payload))
+    )
+    writer.write(header + payload)
+
+
+async def _receive(reader: asyncio.StreamReader) -> object:
+    (size,) = _SHORT.unpack(await reader.readexactly(4))
+    if size == -1:
+        (size,) = _LONG.unpack(await reader.readexactly(8))
+    return pickle.loads(await reader.readexactly(size))
