@@ -54,8 +54,9 @@ try:
 except ModuleNotFoundError as exc:
     if exc.name != "torch":
         raise
-    # A python3 without torch cannot have a usable GPU either.
-    raise SystemExit(f"{NO_GPU} (no torch for {sys.executable})") from None
+    # A python3 without torch can measure neither a GPU nor the CPU.
+    print(f"{NO_GPU}: no torch for {sys.executable}", file=sys.stderr)
+    sys.exit(2)
 
 REPORTS = Path(__file__).resolve().parent / "reports"
 GPU_REPORT = REPORTS / "gpu.md"
@@ -143,6 +144,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=None, help="images per create task (GPU 4096, CPU 512)")
     parser.add_argument("--batch", type=int, default=None, help="inference batch size (GPU 1024, CPU 128)")
     parser.add_argument("--iterations", type=int, default=None, help="batches per timed run (GPU 20, CPU 2)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (CPU: 1, as a worker slot; GPU: torch's)"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (at least 3)")
     parser.add_argument("--saturate-s", type=float, default=20.0)
     parser.add_argument("--saturate-batch", type=int, default=64, help="CPU saturating run's batch")
@@ -158,6 +162,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             setattr(args, key, gpu if on_gpu else cpu)
     if args.out is None:
         args.out = GPU_REPORT if on_gpu else CPU_REPORT
+    if args.threads is None and not on_gpu:
+        args.threads = 1
     return args
 
 
@@ -188,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown device {args.device!r}: cuda[:N] or cpu", file=sys.stderr)
         return 2
     os.environ.setdefault("SWITCHYARD_LOG_LEVEL", "WARNING")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     check = run_check(args, args.device, _command(argv, args.device))
     text = render_report(check)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@
 - `measure`: synthetic data, inference and the saturating run, timed;
 - `mesh_run`: a short run of the whole mesh, checking placement and the profile store;
 - `report`: the Markdown report;
+- `carry`: the wheels a lent GPU machine lacks, chosen and installed with the standard library.
 
-Only `measure` imports torch and the worker at import time.
+Only `measure` imports torch and the worker at import time; `carry` needs nothing installed.
 """

@@ -7,6 +7,12 @@ import statistics
 from bench.gpu.results import GpuCheck, InferenceResult, MeshResult, SyntheticResult, Utilisation
 
 BUSY_GOAL = 0.90
+CPU_NOTE = (
+    "They measure the same workloads on the CPU with the torch threads listed below (a CPU "
+    "worker's slot runs one), at fp32, bf16 and int8 (fp16 is GPU only). The host may be "
+    "shared: its load average at start, and its busy share during the saturating run, show "
+    "what else competed for the cores."
+)
 SOURCES = {
     "NVML": "NVML's GPU utilisation: the share of each sample period in which a kernel ran.",
     "process CPU time": "This process's CPU seconds over (wall seconds x the threads torch may use): "
@@ -33,7 +39,7 @@ def _header(check: GpuCheck) -> list[str]:
     env = ", ".join(f"{k} {v}" for k, v in check.environment.items())
     lines = ["# GPU check: CPU figures" if check.on_cpu else "# GPU check", ""]
     if check.on_cpu:
-        lines += [CPU_HEADLINE, ""]
+        lines += [CPU_HEADLINE, "", CPU_NOTE, ""]
     if check.command:
         lines += [f"Reproduce: `{check.command}` from the repository root.", ""]
     lines.append(

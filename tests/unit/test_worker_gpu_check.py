@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from bench import gpu_check
+from bench.gpu import carry
 from bench.gpu.measure import measure_inference, measure_synthetic, precisions_for, with_speedups
 from bench.gpu.report import CPU_HEADLINE, render_report
 from bench.gpu.results import (
@@ -75,6 +77,7 @@ def test_defaults_follow_the_device() -> None:
     gpu, cpu = gpu_check.parse_args([]), gpu_check.parse_args(["--device", "cpu"])
     assert gpu.out.name == "gpu.md" and (gpu.items, gpu.batch) == (4096, 1024)
     assert cpu.out.name == "gpu_cpu.md" and (cpu.items, cpu.batch) == (512, 128)
+    assert gpu.threads is None and cpu.threads == 1  # a CPU worker's slot runs one torch thread
     assert precisions_for("cuda:0") == ("fp32", "bf16", "fp16")
     assert precisions_for("cpu") == ("fp32", "bf16", "int8")
 
@@ -93,7 +96,7 @@ def test_the_cpu_run_writes_cpu_figures_and_says_so(tmp_path: Path) -> None:
     for model in ("mlp", "resnet_small", "transformer_encoder"):
         for precision in ("fp32", "bf16", "int8"):
             assert f"| {model} | {precision} | 4 |" in text
-    assert "fp16" not in text
+    assert "| fp16 |" not in text and "| mlp | fp16" not in text
     assert "## Utilisation (process CPU time)" in text and "Mean busy" in text
     assert "Not run: skipped (--skip-mesh)." in text
 
@@ -249,3 +252,53 @@ def test_measurements_run_on_the_cpu(tmp_path: Path) -> None:
     assert [s.what for s in synthetic] == ["handler", "render"]
     assert all(s.images_per_s.median > 0 for s in synthetic)
     assert not list(tmp_path.glob("*-synthetic.pt"))  # the check cleans up after itself
+
+
+def test_carry_reads_the_pins_the_project_uses() -> None:
+    pins = carry.read_requirements()
+    assert {"sqlalchemy", "greenlet", "aiosqlite", "alembic", "mako", "grpcio-status"} <= set(pins)
+    assert pins["grpcio"] == "1.85.1" and pins["protobuf"] == "7.36.2"
+    assert not any(name.startswith("psycopg") for name in pins)  # the check's mesh runs on SQLite
+    dev = Path(carry.REQUIREMENTS).parent.parent / "requirements-dev.txt"
+    for line in dev.read_text().splitlines():
+        name, _, version = line.partition("==")
+        name = carry.canonical(name.split("[")[0])
+        if name in pins and version:
+            assert pins[name] == version.strip(), name
+
+
+def test_carry_installs_only_what_is_missing_or_older(tmp_path: Path) -> None:
+    for wheel in (
+        "grpcio-1.85.1-cp312-cp312-manylinux2014_x86_64.whl",
+        "protobuf-7.36.2-cp310-abi3-manylinux2014_x86_64.whl",
+        "PyYAML-6.0.3-cp312-cp312-manylinux2014_x86_64.whl",
+        "typing_extensions-4.16.0-py3-none-any.whl",
+    ):
+        (tmp_path / wheel).touch()
+    pins = {"grpcio": "1.85.1", "protobuf": "7.36.2", "pyyaml": "6.0.3", "typing-extensions": "4.16.0"}
+    system = {"grpcio": "1.71.0", "protobuf": "7.36.2", "typing-extensions": "4.17.0rc1"}
+    choices = {c.name: c for c in carry.plan(tmp_path, pins, system.get)}
+    assert [n for n, c in sorted(choices.items()) if c.install] == ["grpcio", "pyyaml"]
+    assert choices["grpcio"].text() == "install grpcio 1.85.1 (has 1.71.0, older)"
+    assert choices["pyyaml"].text() == "install pyyaml 6.0.3 (missing)"
+    assert choices["protobuf"].text() == "keep    protobuf 7.36.2 (>= 7.36.2)"
+    assert carry.version_key("2.11.0+cu130") == (2, 11, 0) and carry.version_key("4.17.0rc1") == (4, 17, 0)
+    with pytest.raises(SystemExit, match=r"no wheel .* for: sqlalchemy"):
+        carry.plan(tmp_path, {**pins, "sqlalchemy": "2.1.9"}, system.get)
+
+
+def test_carry_unzips_wheels_where_there_is_no_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wheel = tmp_path / "fakepkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("fakepkg/__init__.py", "VALUE = 1\n")
+    calls: list[list[str]] = []
+
+    def no_pip(command: list[str], **kw: Any) -> SimpleNamespace:
+        calls.append(command)
+        return SimpleNamespace(returncode=1)
+
+    monkeypatch.setattr(carry.subprocess, "run", no_pip)
+    keep = carry.Choice("other", tmp_path / "other.whl", "1.0", "2.0")
+    carry.install([carry.Choice("fakepkg", wheel, "1.0", None), keep], tmp_path / "site")
+    assert (tmp_path / "site" / "fakepkg" / "__init__.py").read_text() == "VALUE = 1\n"
+    assert len(calls) == 1 and calls[0][-1] == "--version"
