@@ -58,7 +58,8 @@ async def mesh_check(
                 spec.parameters.update({"seed": i, "image_size": 64})
             submitted = await client.submit(specs)
             done = await client.wait(submitted.task_ids, timeout=timeout_s)
-        profiles = await _profiles(mesh.profile_store_address, mesh.internal_token, device_name)
+        succeeded = sum(t.state == types_pb2.TASK_STATE_SUCCEEDED for t in done)
+        profiles = await _profiles(mesh.profile_store_address, mesh.internal_token, device_name, succeeded)
         category_profile = mesh.category_profile
     return MeshResult(
         ran=True,
@@ -75,8 +76,9 @@ async def mesh_check(
     )
 
 
-async def _profiles(address: str, token: str, device_name: str) -> list[Profile]:
-    """The profile store's rows, polled until `device_name` shows (metrics ship asynchronously)."""
+async def _profiles(address: str, token: str, device_name: str, expect: int) -> list[Profile]:
+    """The profile store's rows, polled (for up to 30 s: metrics ship asynchronously) until
+    `device_name`'s create profile counts `expect` results."""
     from common.channels import authed_channel
     from switchyard.v1 import profile_store_pb2, profile_store_pb2_grpc, types_pb2
 
@@ -96,7 +98,8 @@ async def _profiles(address: str, token: str, device_name: str) -> list[Profile]
                 )
                 for p in reply.profiles
             ]
-            if any(r.device_model == device_name and r.category == CATEGORY for r in rows):
+            counted = sum(r.count for r in rows if r.device_model == device_name and r.category == CATEGORY)
+            if counted >= expect:
                 break
             await asyncio.sleep(0.5)
     return rows
