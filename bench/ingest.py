@@ -32,7 +32,7 @@ from common.tokens import sign_assignment
 from services.profile_store import convert
 from services.profile_store.app import MIGRATIONS, SCHEMA, ProfileStoreApp
 from services.profile_store.config import ProfileStoreConfig
-from services.profile_store.sql_store import SAMPLES, _sample_row
+from services.profile_store.rows import SAMPLES, sample_row
 from switchyard.v1 import profile_store_pb2, profile_store_pb2_grpc, types_pb2
 
 PG_ADMIN = os.environ.get("SWITCHYARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -239,7 +239,7 @@ def measure(n: int, batch: int, repeats: int) -> dict[str, Any]:
         db.upgrade(url, SCHEMA, MIGRATIONS)
         metrics = build_metrics(n)
         requests = [profile_store_pb2.IngestMetricsRequest(metrics=list(c)) for c in batches(metrics, batch)]
-        rows = [tuple(_sample_row(convert.metric_from_proto(m), _now())[c] for c in COLUMNS) for m in metrics]
+        rows = [tuple(sample_row(convert.metric_from_proto(m), _now())[c] for c in COLUMNS) for m in metrics]
         runs: dict[str, list[float]] = {"ingest": [], "insert": [], "copy": []}
         for _ in range(repeats):  # interleaved, so that noise hits all three alike
             runs["ingest"].append(n / asyncio.run(ingest_once(url, requests, batch)))

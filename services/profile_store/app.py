@@ -31,6 +31,7 @@ class ProfileStoreApp:
         self.config = config
         self.feed = ChangeFeed(config.watch_coalesce_s)
         self.store: SqlProfileStore | None = None
+        self.servicer: ProfileStoreServicer | None = None
         self.server: GrpcServer | None = None
         self.tenants: TenantFollower | None = None
 
@@ -44,11 +45,15 @@ class ProfileStoreApp:
             reference_device=config.reference_device,
             speed_min_samples=config.speed_min_samples,
         )
-        servicer = ProfileStoreServicer(
-            self.store, self.feed, internal_token=config.internal_token, batch_max=config.ingest_batch_max
+        self.servicer = ProfileStoreServicer(
+            self.store,
+            self.feed,
+            internal_token=config.internal_token,
+            batch_max=config.ingest_batch_max,
+            commit_max=config.ingest_commit_max,
         )
         registration = Registration(
-            profile_store_pb2_grpc.add_ProfileStoreServiceServicer_to_server, servicer, SERVICE_NAME
+            profile_store_pb2_grpc.add_ProfileStoreServiceServicer_to_server, self.servicer, SERVICE_NAME
         )
         self.server = GrpcServer(
             "profile_store", config, [registration], InternalAuthenticator(config.internal_token)
@@ -74,5 +79,7 @@ class ProfileStoreApp:
         self.feed.close()
         if self.server is not None:
             await self.server.stop()
+        if self.servicer is not None:
+            await self.servicer.close()
         if self.store is not None:
             await self.store.close()

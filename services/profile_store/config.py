@@ -32,6 +32,9 @@ class ProfileStoreConfig(ServerConfig):
     watch_coalesce_s: float = 0.5
     # Most metrics in one IngestMetrics request; larger requests are refused item by item.
     ingest_batch_max: int = 500
+    # Most metrics in one ingest transaction: requests arriving while one commits share the
+    # next (group commit); a single larger request still gets one of its own.
+    ingest_commit_max: int = 5000
 
     def problems(self) -> list[str]:
         out = super().problems()
@@ -47,4 +50,6 @@ class ProfileStoreConfig(ServerConfig):
             out.append("speed_min_samples: must be between 1 and 1000000")
         if not 1 <= self.ingest_batch_max <= 10_000:
             out.append("ingest_batch_max: must be between 1 and 10000")
+        if not 1 <= self.ingest_commit_max <= 100_000:
+            out.append("ingest_commit_max: must be between 1 and 100000")
         return out

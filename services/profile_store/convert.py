@@ -192,3 +192,9 @@ def ack(
     return profile_store_pb2.MetricAck(
         task_id=m.task_id, attempt=m.attempt, status=status, duplicate=duplicate
     )
+
+
+def stored_ack(m: Metric, duplicate: bool) -> profile_store_pb2.MetricAck:
+    """The ack of a stored (or already stored) metric. Its status is left unset, which
+    reads as code 0 (OK) and costs nothing to build, send or parse."""
+    return profile_store_pb2.MetricAck(task_id=m.task_id, attempt=m.attempt, duplicate=duplicate)

@@ -2,40 +2,78 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
-from google.rpc import status_pb2
 
-from common.errors import InvalidArgument, NotFound, PermissionDenied, QuotaViolation, ResourceExhausted
-from common.tokens import verify_assignment
-from services.profile_store import convert, validate
+from common.errors import NotFound, QuotaViolation, ResourceExhausted
+from services.profile_store import convert, intake, validate
 from services.profile_store.feed import ChangeFeed
+from services.profile_store.group_commit import DEFAULT_MAX_METRICS, GroupCommit
 from services.profile_store.model import Metric
 from services.profile_store.store import ProfileStore
-from switchyard.v1 import profile_store_pb2, profile_store_pb2_grpc, types_pb2
+from switchyard.v1 import profile_store_pb2, profile_store_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_PAGE_SIZE = 100
+# Requests of one IngestMetrics stream checked and queued ahead of their acks.
+READ_AHEAD = 32
+
+
+# A request as accepted: its metrics, the verdict on each, and the commit of those stored.
+_Accepted = tuple[
+    profile_store_pb2.IngestMetricsRequest, list[intake.Checked], "asyncio.Future[Sequence[bool]]"
+]
 
 
 class ProfileStoreServicer(profile_store_pb2_grpc.ProfileStoreServiceServicer):
-    def __init__(self, store: ProfileStore, feed: ChangeFeed, *, internal_token: str, batch_max: int) -> None:
+    def __init__(
+        self,
+        store: ProfileStore,
+        feed: ChangeFeed,
+        *,
+        internal_token: str,
+        batch_max: int,
+        commit_max: int = DEFAULT_MAX_METRICS,
+    ) -> None:
         self._store = store
         self._feed = feed
+        self._commits = GroupCommit(store, feed, max_metrics=commit_max)
         self._secret = internal_token
         self._batch_max = batch_max
 
     async def IngestMetrics(
         self, request_iterator: AsyncIterator[profile_store_pb2.IngestMetricsRequest], context: Context
     ) -> AsyncIterator[profile_store_pb2.IngestMetricsResponse]:
-        async for request in request_iterator:
-            yield await self._ingest(request)
+        # Requests are read, checked and handed to the group commit ahead of their acks (up to
+        # READ_AHEAD), so that a pipelined stream keeps the database busy; each response goes
+        # out in request order once its transaction has committed.
+        accepted: asyncio.Queue[_Accepted | Exception | None] = asyncio.Queue(READ_AHEAD)
+        reader = asyncio.create_task(self._read(request_iterator, accepted))
+        try:
+            while (item := await accepted.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield await self._respond(*item)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
-    async def _ingest(
-        self, request: profile_store_pb2.IngestMetricsRequest
-    ) -> profile_store_pb2.IngestMetricsResponse:
+    async def _read(
+        self,
+        requests: AsyncIterator[profile_store_pb2.IngestMetricsRequest],
+        out: asyncio.Queue[_Accepted | Exception | None],
+    ) -> None:
+        try:
+            async for request in requests:
+                await out.put(self._accept(request))
+        except Exception as exc:  # the stream broke: the responding side raises it
+            await out.put(exc)
+        await out.put(None)
+
+    def _accept(self, request: profile_store_pb2.IngestMetricsRequest) -> _Accepted:
         if len(request.metrics) > self._batch_max:
             too_big = ResourceExhausted(
                 f"at most {self._batch_max} metrics per request",
@@ -43,31 +81,26 @@ class ProfileStoreServicer(profile_store_pb2_grpc.ProfileStoreServiceServicer):
                 reason="INGEST_BATCH_TOO_LARGE",
             )
             status = convert.error_status(too_big)
-            return profile_store_pb2.IngestMetricsResponse(
-                acks=[convert.ack(m, status) for m in request.metrics]
-            )
-        checked = [self._check(m) for m in request.metrics]
-        result = await self._store.ingest([c for c in checked if isinstance(c, Metric)])
-        self._feed.publish(result)
-        dups = iter(result.duplicates)
+            return request, [status] * len(request.metrics), self._commits.submit([])
+        checked = intake.check_metrics(request.metrics, self._secret)
+        return request, checked, self._commits.submit([c for c in checked if isinstance(c, Metric)])
+
+    async def _respond(
+        self,
+        request: profile_store_pb2.IngestMetricsRequest,
+        checked: list[intake.Checked],
+        committed: asyncio.Future[Sequence[bool]],
+    ) -> profile_store_pb2.IngestMetricsResponse:
+        duplicates = iter(await committed)
         acks = [
-            convert.ack(m, c) if isinstance(c, status_pb2.Status) else convert.ack(m, duplicate=next(dups))
+            convert.stored_ack(c, next(duplicates)) if isinstance(c, Metric) else convert.ack(m, c)
             for m, c in zip(request.metrics, checked, strict=True)
         ]
         return profile_store_pb2.IngestMetricsResponse(acks=acks)
 
-    def _check(self, m: types_pb2.ResultMetrics) -> Metric | status_pb2.Status:
-        violations = validate.metric_violations(m)
-        if violations:
-            return convert.error_status(InvalidArgument(violations))
-        if not verify_assignment(self._secret, m.assignment_token, m.task_id, m.attempt, m.worker_id):
-            denied = PermissionDenied(
-                "assignment_token: does not match (task_id, attempt, worker_id)",
-                reason="BAD_ASSIGNMENT_TOKEN",
-                metadata={"field": "assignment_token"},
-            )
-            return convert.error_status(denied)
-        return convert.metric_from_proto(m)
+    async def close(self) -> None:
+        """Let the ingest transactions already queued finish."""
+        await self._commits.close()
 
     async def GetProfile(
         self, request: profile_store_pb2.GetProfileRequest, context: Context

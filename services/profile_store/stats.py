@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 RELATIVE_ACCURACY = 0.01
@@ -101,6 +102,25 @@ class QuantileSketch:
         self.buckets[index] = self.buckets.get(index, 0) + weight
         if len(self.buckets) > self.max_buckets:
             self._collapse()
+
+    def add_many(self, values: Iterable[float]) -> None:
+        """`add(v)` for each value in turn (the same buckets and collapses), without the
+        per-call overhead: the ingest path folds whole batches."""
+        buckets, log_gamma = self.buckets, self._log_gamma
+        for value in values:
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"cannot add {value!r}: only finite, non-negative values")
+            if value <= ZERO_THRESHOLD:
+                self.zero_count += 1
+                continue
+            index = math.ceil(math.log(value) / log_gamma)
+            n = buckets.get(index)
+            if n is not None:
+                buckets[index] = n + 1
+                continue
+            buckets[index] = 1
+            if len(buckets) > self.max_buckets:
+                self._collapse()
 
     def merge(self, other: QuantileSketch) -> None:
         if not math.isclose(other.relative_accuracy, self.relative_accuracy):
@@ -207,6 +227,27 @@ class ProfileStats:
         if throughput > 0:
             self.items_per_second = ewma(self.items_per_second, throughput, alpha)
         self.sketch.add(seconds)
+
+    def observe_many(self, samples: Iterable[tuple[float, float]], alpha: float) -> None:
+        """`observe(seconds, throughput, alpha)` for each sample in turn, with the same
+        arithmetic in the same order, so the figures are bit-for-bit those of one-at-a-time
+        folding (EWMA depends on the order)."""
+        moments = self.moments
+        count, mean, m2 = moments.count, moments.mean, moments.m2
+        ewma_s, items = self.ewma_seconds, self.items_per_second
+        seconds_seen: list[float] = []
+        for seconds, throughput in samples:
+            count += 1
+            delta = seconds - mean
+            mean = mean + delta / count
+            m2 = m2 + delta * (seconds - mean)
+            ewma_s = seconds if ewma_s is None else alpha * seconds + (1 - alpha) * ewma_s
+            if throughput > 0:
+                items = throughput if items is None else alpha * throughput + (1 - alpha) * items
+            seconds_seen.append(seconds)
+        self.moments = Welford(count, mean, m2)
+        self.ewma_seconds, self.items_per_second = ewma_s, items
+        self.sketch.add_many(seconds_seen)
 
     def quantiles(self) -> tuple[float, float, float]:
         p50, p95, p99 = self.sketch.quantiles_of((0.5, 0.95, 0.99))

@@ -17,10 +17,10 @@ MAX_PAGE_SIZE = 1000
 MAX_BATCH_SIZE = 1 << 30
 # Longest execution or queue wait we believe: 30 days.
 MAX_DURATION_S = 30 * 24 * 3600
-_PRECISIONS = frozenset(types_pb2.Precision.values())
-_OUTCOMES = frozenset(types_pb2.Outcome.values()) - {types_pb2.OUTCOME_UNSPECIFIED}
-_CONTROL = re.compile("[\x00-\x1f]")
-_MIN_TS, _MAX_TS = -62135596800, 253402300799  # 0001-01-01 .. 9999-12-31
+PRECISIONS = frozenset(types_pb2.Precision.values())
+OUTCOMES = frozenset(types_pb2.Outcome.values()) - {types_pb2.OUTCOME_UNSPECIFIED}
+CONTROL = re.compile("[\x00-\x1f]")
+MIN_TIMESTAMP_S, MAX_TIMESTAMP_S = -62135596800, 253402300799  # 0001-01-01 .. 9999-12-31
 
 
 def _name(v: Violations, path: str, value: str, *, required: bool = True) -> None:
@@ -28,7 +28,7 @@ def _name(v: Violations, path: str, value: str, *, required: bool = True) -> Non
         v.add(path, "required")
     elif len(value) > MAX_NAME:
         v.add(path, f"longer than {MAX_NAME} characters")
-    elif _CONTROL.search(value):
+    elif CONTROL.search(value):
         v.add(path, "contains control characters")
 
 
@@ -50,12 +50,12 @@ def _duration(v: Violations, path: str, d: duration_pb2.Duration) -> None:
 
 
 def _timestamp(v: Violations, path: str, ts: timestamp_pb2.Timestamp) -> None:
-    if not (_MIN_TS <= ts.seconds <= _MAX_TS and 0 <= ts.nanos < 1_000_000_000):
+    if not (MIN_TIMESTAMP_S <= ts.seconds <= MAX_TIMESTAMP_S and 0 <= ts.nanos < 1_000_000_000):
         v.add(path, "not a valid timestamp")
 
 
 def _precision(v: Violations, path: str, value: int) -> None:
-    if value not in _PRECISIONS:
+    if value not in PRECISIONS:
         v.add(path, f"unknown precision {value}")
 
 
@@ -75,7 +75,7 @@ def metric_violations(m: types_pb2.ResultMetrics) -> list[FieldViolation]:
     _precision(v, "precision", m.precision)
     if not 0 <= m.batch_size <= MAX_BATCH_SIZE:
         v.add("batch_size", f"must be between 0 and {MAX_BATCH_SIZE}")
-    if m.outcome not in _OUTCOMES:
+    if m.outcome not in OUTCOMES:
         v.add("outcome", "required: SUCCEEDED, FAILED, CANCELLED or TIMED_OUT")
     if m.HasField("execution_time"):
         _duration(v, "execution_time", m.execution_time)

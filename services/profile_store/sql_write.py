@@ -1,0 +1,172 @@
+"""How one ingest transaction writes its rows: a PostgreSQL fast path and a portable one.
+
+Both take the same rows and leave the same tables. `PostgresWriter` streams the samples
+with one COPY into a temporary table, moves them over with one INSERT ... ON CONFLICT DO
+NOTHING RETURNING (COPY's speed, INSERT's idempotency), and sends the profile, worker
+profile, resource and tenant upserts in one pipelined round trip. `PortableWriter` does the
+same with SQLAlchemy Core statements on any dialect; it is SQLite's path.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.profile_store.model import Metric
+from services.profile_store.rows import (
+    KEY_COLUMNS,
+    PROFILES,
+    RESOURCES,
+    SAMPLE_COLUMNS,
+    SAMPLES,
+    STAT_COLUMNS,
+    TENANT_USAGE,
+    WORKER_PROFILES,
+    sample_row,
+    samples_copy_text,
+)
+
+PROFILE_COLUMNS = ("key_id", *KEY_COLUMNS, *STAT_COLUMNS)
+WORKER_PROFILE_COLUMNS = ("key_id", "worker_id", *KEY_COLUMNS, *STAT_COLUMNS)
+RESOURCE_COLUMNS = ("worker_id", "device_model", "kind", "last_seen")
+TENANT_COLUMNS = ("tenant", "usage", "updated_at")
+
+
+@dataclass
+class FoldRows:
+    """What a batch writes after its samples, each list sorted by primary key."""
+
+    profiles: list[tuple[Any, ...]] = field(default_factory=list)  # PROFILE_COLUMNS
+    worker_profiles: list[tuple[Any, ...]] = field(default_factory=list)  # WORKER_PROFILE_COLUMNS
+    resources: list[tuple[Any, ...]] = field(default_factory=list)  # RESOURCE_COLUMNS
+    tenants: list[tuple[Any, ...]] = field(default_factory=list)  # TENANT_COLUMNS
+
+
+class Writer(Protocol):
+    async def insert_samples(
+        self, conn: AsyncConnection, metrics: Sequence[Metric], now: datetime
+    ) -> set[tuple[str, int]]:
+        """Insert the samples not stored yet; the (task id, attempt) of those inserted."""
+        ...
+
+    async def write(self, conn: AsyncConnection, rows: FoldRows) -> None:
+        """Upsert the batch's profiles, worker profiles, resources and tenant usage."""
+        ...
+
+
+def _quoted(columns: Sequence[str]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+def _upsert_sql(table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+    updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in keys)
+    return (
+        f"INSERT INTO {table} ({_quoted(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+        f" ON CONFLICT ({_quoted(keys)}) DO UPDATE SET {updates}"
+    )
+
+
+class PostgresWriter:
+    """COPY and pipelined statements on the psycopg connection under the SQLAlchemy one
+    (same transaction)."""
+
+    _STAGE = (
+        "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_samples"
+        " (LIKE metric_samples INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    _COPY = f"COPY incoming_samples ({_quoted(SAMPLE_COLUMNS)}) FROM STDIN"
+    _MOVE = (
+        f"INSERT INTO metric_samples ({_quoted(SAMPLE_COLUMNS)})"
+        f" SELECT {_quoted(SAMPLE_COLUMNS)} FROM incoming_samples"
+        " ON CONFLICT (task_id, attempt) DO NOTHING RETURNING task_id, attempt"
+    )
+    _UPSERTS = (
+        ("profiles", _upsert_sql("profiles", PROFILE_COLUMNS, ("key_id",))),
+        ("worker_profiles", _upsert_sql("worker_profiles", WORKER_PROFILE_COLUMNS, ("key_id", "worker_id"))),
+        ("resources", _upsert_sql("resources", RESOURCE_COLUMNS, ("worker_id",))),
+        ("tenants", _upsert_sql("tenant_usage", TENANT_COLUMNS, ("tenant",))),
+    )
+
+    def __init__(self) -> None:
+        # psycopg connections that have the temporary staging table.
+        self._staged: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    async def insert_samples(
+        self, conn: AsyncConnection, metrics: Sequence[Metric], now: datetime
+    ) -> set[tuple[str, int]]:
+        if not metrics:
+            return set()
+        raw = await _driver_connection(conn)
+        async with raw.cursor() as cur:
+            if raw not in self._staged:
+                await cur.execute(self._STAGE)
+                self._staged.add(raw)
+            async with cur.copy(self._COPY) as copy:
+                await copy.write(samples_copy_text(metrics, now))
+            await cur.execute(self._MOVE)
+            return {(task_id, attempt) for task_id, attempt in await cur.fetchall()}
+
+    async def write(self, conn: AsyncConnection, rows: FoldRows) -> None:
+        raw = await _driver_connection(conn)
+        async with raw.pipeline(), raw.cursor() as cur:
+            for name, sql in self._UPSERTS:
+                values = getattr(rows, name)
+                if values:
+                    await cur.executemany(sql, values)
+
+
+async def _driver_connection(conn: AsyncConnection) -> Any:
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    return raw
+
+
+class PortableWriter:
+    """SQLAlchemy Core statements: INSERT ... ON CONFLICT DO NOTHING RETURNING for the
+    samples, executemany upserts for the rest."""
+
+    def __init__(self, dialect_name: str) -> None:
+        self._dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+
+    async def insert_samples(
+        self, conn: AsyncConnection, metrics: Sequence[Metric], now: datetime
+    ) -> set[tuple[str, int]]:
+        if not metrics:
+            return set()
+        stmt = (
+            self._dialect.insert(SAMPLES)
+            .on_conflict_do_nothing(index_elements=["task_id", "attempt"])
+            .returning(SAMPLES.c.task_id, SAMPLES.c.attempt)
+        )
+        result = await conn.execute(stmt, [sample_row(m, now) for m in metrics])
+        return {(row.task_id, row.attempt) for row in result}
+
+    async def write(self, conn: AsyncConnection, rows: FoldRows) -> None:
+        await self._upsert(conn, PROFILES, PROFILE_COLUMNS, ("key_id",), rows.profiles)
+        await self._upsert(
+            conn, WORKER_PROFILES, WORKER_PROFILE_COLUMNS, ("key_id", "worker_id"), rows.worker_profiles
+        )
+        await self._upsert(conn, RESOURCES, RESOURCE_COLUMNS, ("worker_id",), rows.resources)
+        await self._upsert(conn, TENANT_USAGE, TENANT_COLUMNS, ("tenant",), rows.tenants)
+
+    async def _upsert(
+        self,
+        conn: AsyncConnection,
+        table: sa.Table,
+        columns: Sequence[str],
+        keys: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        if not rows:
+            return
+        stmt = self._dialect.insert(table)
+        updates = {c: stmt.excluded[c] for c in columns if c not in keys}
+        upsert = stmt.on_conflict_do_update(index_elements=list(keys), set_=updates)
+        await conn.execute(upsert, [dict(zip(columns, row, strict=True)) for row in rows])
