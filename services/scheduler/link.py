@@ -41,7 +41,7 @@ async def serve_worker(
             )
         )
         while True:
-            message = await link.outbound.get()
+            message = await link.next_message()
             if message is CLOSE:
                 return
             yield message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 
 from services.scheduler.core.fleet import Fleet
@@ -19,17 +20,33 @@ class WorkerLink:
 
     slots: WorkerSlots
     info: types_pb2.WorkerInfo
-    outbound: asyncio.Queue[scheduler_pb2.ConnectWorkerResponse | None] = field(default_factory=asyncio.Queue)
     telemetry: types_pb2.Telemetry = field(default_factory=types_pb2.Telemetry)
     # Assignments held per slot beyond the slot itself, and the mean run time behind it.
     prefetch: int = 0
     run_s: float | None = None
+    _outbound: deque[scheduler_pb2.ConnectWorkerResponse | None] = field(default_factory=deque)
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def send(self, message: scheduler_pb2.ConnectWorkerResponse) -> None:
-        self.outbound.put_nowait(message)
+        """Queue a message; assignments join assignments still waiting at the tail (cycles
+        that ran while the last write was in flight go out as one message)."""
+        tail = self._outbound[-1] if self._outbound else None
+        if tail is not None and tail.HasField("assignments") and message.HasField("assignments"):
+            tail.assignments.assignments.MergeFrom(message.assignments.assignments)
+        else:
+            self._outbound.append(message)
+        self._ready.set()
 
     def close(self) -> None:
-        self.outbound.put_nowait(CLOSE)
+        self._outbound.append(CLOSE)
+        self._ready.set()
+
+    async def next_message(self) -> scheduler_pb2.ConnectWorkerResponse | None:
+        """The next message to write, or CLOSE."""
+        while not self._outbound:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._outbound.popleft()
 
 
 class WorkerRegistry:

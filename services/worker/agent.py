@@ -8,13 +8,14 @@ them, so their late outcomes belong to a superseded session and are not sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
 
 import grpc
 
-from common.channels import authed_channel
+from common.channels import authed_channel, bearer
 from common.timeutil import utcnow
 from services.worker.convert import (
     assignment_from_proto,
@@ -39,6 +40,12 @@ log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.2, 5.0)
 MAX_BATCH = 500
+# A busy stream writes at most once per WRITE_GAP_S (each write is a round trip through
+# gRPC's completion queue; what arrives meanwhile joins the next message), and a started
+# event alone waits up to STARTED_LINGER_S for an outcome to travel with. An idle link
+# writes an outcome at once.
+WRITE_GAP_S = 0.003
+STARTED_LINGER_S = 0.01
 DISCONNECTED = "SCHEDULER_DISCONNECTED"
 _Call = grpc.aio.StreamStreamCall[scheduler_pb2.ConnectWorkerRequest, scheduler_pb2.ConnectWorkerResponse]
 
@@ -75,6 +82,7 @@ class SchedulerLink:
         self._outcomes: list[scheduler_pb2.TaskOutcome] = []
         self._heartbeat_due = False
         self._wake = asyncio.Event()
+        self._outcome_ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -129,9 +137,9 @@ class SchedulerLink:
     async def _session(self) -> None:
         self.session += 1
         session = self.session
-        channel = authed_channel(self._address, self._token)
+        channel = authed_channel(self._address, None)
         log.debug("connecting to the scheduler", extra={"address": self._address})
-        call = scheduler_pb2_grpc.SchedulerServiceStub(channel).ConnectWorker()
+        call = scheduler_pb2_grpc.SchedulerServiceStub(channel).ConnectWorker(metadata=bearer(self._token))
         try:
             register = scheduler_pb2.RegisterWorker(worker=worker_info_to_proto(self._status()))
             await call.write(scheduler_pb2.ConnectWorkerRequest(register=register))
@@ -228,6 +236,7 @@ class SchedulerLink:
     def report_finished(self, report: TaskReport) -> None:
         if self.connected and report.assignment.session == self.session:
             self._outcomes.append(outcome_to_proto(report))
+            self._outcome_ready.set()
             self._wake.set()
         else:
             log.info("outcome of a superseded session not sent", extra={"task_id": report.assignment.task_id})
@@ -240,21 +249,35 @@ class SchedulerLink:
 
     async def _write_loop(self, call: _Call, session: int) -> None:
         """The only writer of the stream: batches of results, then a heartbeat when due."""
+        loop = asyncio.get_running_loop()
+        last_write = 0.0
         while session == self.session:
             await self._wake.wait()
-            # One more loop turn: events that became ready in the same turn (a slot's reply,
-            # the next task starting) join this message instead of the next one.
-            await asyncio.sleep(0)
+            if not self._outcomes and not self._heartbeat_due:
+                # Only started events: give an outcome the chance to travel with them.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._outcome_ready.wait(), STARTED_LINGER_S)
+            gap = last_write + WRITE_GAP_S - loop.time()
+            # At least one more loop turn: events ready in the same turn join this message.
+            await asyncio.sleep(max(gap, 0.0))
             self._wake.clear()
+            self._outcome_ready.clear()
             while self._started or self._outcomes:
-                started, self._started = self._started[:MAX_BATCH], self._started[MAX_BATCH:]
-                outcomes, self._outcomes = self._outcomes[:MAX_BATCH], self._outcomes[MAX_BATCH:]
-                results = scheduler_pb2.TaskResults(started=started, outcomes=outcomes)
-                await call.write(scheduler_pb2.ConnectWorkerRequest(results=results))
+                await call.write(scheduler_pb2.ConnectWorkerRequest(results=self._take_results()))
+                last_write = loop.time()
             if self._heartbeat_due:
                 self._heartbeat_due = False
                 heartbeat = heartbeat_to_proto(self._status())
                 await call.write(scheduler_pb2.ConnectWorkerRequest(heartbeat=heartbeat))
+
+    def _take_results(self) -> scheduler_pb2.TaskResults:
+        """Up to MAX_BATCH of each; a started event whose outcome goes along is left out
+        (the outcome carries started_at)."""
+        outcomes, self._outcomes = self._outcomes[:MAX_BATCH], self._outcomes[MAX_BATCH:]
+        done = {o.task_id for o in outcomes}
+        started = [s for s in self._started if s.task_id not in done]
+        started, self._started = started[:MAX_BATCH], started[MAX_BATCH:]
+        return scheduler_pb2.TaskResults(started=started, outcomes=outcomes)
 
 
 def _placeholder(item: scheduler_pb2.Assignment, session: int) -> Assignment:

@@ -15,7 +15,7 @@ from collections import OrderedDict
 import grpc
 from prometheus_client import Counter
 
-from common.channels import authed_channel
+from common.channels import authed_channel, bearer
 from switchyard.v1 import profile_store_pb2, profile_store_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,10 @@ class MetricsShipper:
 
     async def _session(self) -> bool:
         """One stream: resend everything unacknowledged, then keep sending and reading acks."""
-        channel = authed_channel(self._address, self._token)
-        call = profile_store_pb2_grpc.ProfileStoreServiceStub(channel).IngestMetrics()
+        channel = authed_channel(self._address, None)
+        call = profile_store_pb2_grpc.ProfileStoreServiceStub(channel).IngestMetrics(
+            metadata=bearer(self._token)
+        )
         self._unsent = OrderedDict.fromkeys(self._buffer)
         self._wake.set()
         writer = asyncio.create_task(self._write_loop(call))
