@@ -53,7 +53,9 @@ class MetricAck(_message.Message):
     duplicate: _builtins.bool
     @_builtins.property
     def status(self) -> _status_pb2.Status:
-        """OK when stored (or already stored); otherwise why it was rejected."""
+        """Why the metric was rejected; unset (read as code 0, OK) or OK when it was stored or
+        had been stored before.
+        """
 
     def __init__(
         self,
