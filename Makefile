@@ -55,7 +55,7 @@ clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .switchyard
 
 ## On a lent GPU machine, with its own python3 (docs/gpu.md): measure the GPU worker and
-## write bench/reports/gpu.md, with the wheels bench/gpu_bootstrap.sh installed if any.
+## write bench/reports/gpu.md, first installing what that python3 lacks from wheels/ if carried.
 ## Without a GPU it fails. DEVICE=cpu measures the same on this machine's CPU with the
 ## project's venv and writes bench/reports/gpu_cpu.md, headed as CPU figures.
 .PHONY: gpu-check
@@ -64,5 +64,5 @@ gpu-check: $(STAMP)
 	$(PY) -m bench.gpu_check --device cpu $(GPU_CHECK_ARGS)
 else
 gpu-check:
-	bash bench/gpu_bootstrap.sh run $(if $(DEVICE),--device $(DEVICE)) $(GPU_CHECK_ARGS)
+	bash bench/gpu_bootstrap.sh $(if $(DEVICE),--device $(DEVICE)) $(GPU_CHECK_ARGS)
 endif
