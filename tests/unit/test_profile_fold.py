@@ -5,30 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 
 from services.profile_store import fold, usage
 from services.profile_store.feed import ChangeFeed
 from services.profile_store.group_commit import GroupCommit
-from services.profile_store.model import (
-    IngestResult,
-    Metric,
-    ModelRef,
-    Outcome,
-    Precision,
-    Profile,
-    ProfileFilter,
-    ProfileKey,
-    ProfilePage,
-    Resource,
-    TenantScore,
-    WorkerProfile,
-)
-from services.profile_store.speeds import SpeedTable
+from services.profile_store.model import IngestResult, Metric, ModelRef, Outcome, Precision
 from services.profile_store.stats import ProfileStats, QuantileSketch, batch_bucket
+from services.profile_store.store import ProfileStore
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -125,7 +113,8 @@ def test_tenant_charge_and_decay_arithmetic() -> None:
 
 
 class SlowStore:
-    """Records each ingest call; the first one waits until released."""
+    """Records each ingest call; the first one waits until released (the ingest part of a
+    `ProfileStore`, all that group commit uses)."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
@@ -145,22 +134,10 @@ class SlowStore:
             self.seen.add(m.task_id)
         return IngestResult(duplicates=duplicates)
 
-    async def get_profile(self, key: ProfileKey) -> Profile | None: ...
-    async def list_profiles(
-        self, filter: ProfileFilter, *, after: str = "", limit: int = 100
-    ) -> ProfilePage: ...
-    async def all_profiles(self) -> list[Profile]: ...
-    async def worker_profiles(self, key: ProfileKey) -> list[WorkerProfile]: ...
-    async def resources(self) -> list[Resource]: ...
-    async def tenant_scores(self) -> list[TenantScore]: ...
-    async def speed_table(self) -> SpeedTable: ...
-    def set_shares(self, shares: Mapping[str, float]) -> None: ...
-    async def close(self) -> None: ...
-
 
 async def test_requests_that_arrive_during_a_commit_share_the_next_in_order() -> None:
     store = SlowStore()
-    commits = GroupCommit(store, ChangeFeed(0.01), max_metrics=5)
+    commits = GroupCommit(cast(ProfileStore, store), ChangeFeed(0.01), max_metrics=5)
     first = commits.submit([metric(0)])
     await asyncio.sleep(0)  # the first transaction is under way
     later = [commits.submit([metric(i), metric(i + 10)]) for i in (1, 2, 3)]
@@ -179,7 +156,7 @@ async def test_requests_that_arrive_during_a_commit_share_the_next_in_order() ->
 async def test_a_failed_commit_fails_every_request_of_its_group() -> None:
     store = SlowStore()
     store.fail = True
-    commits = GroupCommit(store, ChangeFeed(0.01))
+    commits = GroupCommit(cast(ProfileStore, store), ChangeFeed(0.01))
     first = commits.submit([metric(0)])
     await asyncio.sleep(0)
     grouped = [commits.submit([metric(i)]) for i in (1, 2)]

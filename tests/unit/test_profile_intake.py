@@ -86,8 +86,8 @@ def _set(field: str, value: Any) -> Callable[[types_pb2.ResultMetrics], None]:
     return lambda m: setattr(m, field, value)
 
 
-def _clear(field: str) -> Callable[[types_pb2.ResultMetrics], None]:
-    return lambda m: m.ClearField(field)
+def _no_execution_time(m: types_pb2.ResultMetrics) -> None:
+    m.ClearField("execution_time")
 
 
 SPOILERS = {
@@ -99,7 +99,7 @@ SPOILERS = {
     "unknown precision": _set("precision", 42),
     "no outcome": _set("outcome", types_pb2.OUTCOME_UNSPECIFIED),
     "batch size": _set("batch_size", -1),
-    "no execution time": _clear("execution_time"),
+    "no execution time": _no_execution_time,
     "negative execution": _negative("execution_time"),
     "negative wait": _negative("queue_wait"),
     "long execution": lambda m: setattr(m.execution_time, "seconds", validate.MAX_DURATION_S + 1),
