@@ -63,12 +63,13 @@ GPU_REPORT = REPORTS / "gpu.md"
 CPU_REPORT = REPORTS / "gpu_cpu.md"
 
 
-def environment(device: str) -> dict[str, str]:
+def environment(device: str, min_run_s: float) -> dict[str, str]:
     env = {"python": platform.python_version(), "torch": torch.__version__}
     if device.startswith("cuda"):
         env["CUDA"] = str(torch.version.cuda)
     env["CPU threads"] = str(torch.get_num_threads())
     env["CPUs"] = str(os.cpu_count())
+    env["shortest timed run"] = f"{min_run_s:g} s"
     if hasattr(os, "getloadavg"):
         env["load average at start"] = f"{os.getloadavg()[0]:.1f}"
     return env
@@ -87,6 +88,7 @@ def _inference(args: argparse.Namespace, device: str) -> list[InferenceResult]:
                     batch=args.batch,
                     repeats=args.repeats,
                     iterations=args.iterations,
+                    min_run_s=args.min_run_s,
                 )
             )
     return with_speedups(results)
@@ -102,7 +104,7 @@ def _saturation(args: argparse.Namespace, device: str) -> tuple[Sampler, int, st
 def run_check(args: argparse.Namespace, device: str, command: str = "") -> GpuCheck:
     on_gpu = device.startswith("cuda")
     name = torch.cuda.get_device_name(device) if on_gpu else cpu_model()
-    check = GpuCheck(device, name, environment(device), command)
+    check = GpuCheck(device, name, environment(device, args.min_run_s), command)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         folder = Path(tmp)
         devices = [(device, args.items)] + ([("cpu", max(args.items // 8, 64))] if on_gpu else [])
@@ -115,6 +117,7 @@ def run_check(args: argparse.Namespace, device: str, command: str = "") -> GpuCh
                 image_size=64,
                 repeats=args.repeats,
                 artifact_dir=folder,
+                min_run_s=args.min_run_s,
             )
         check.inference = _inference(args, device)
         print(f"saturating run ({args.saturate_s:g} s) ...", flush=True)
@@ -148,6 +151,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=None, help="torch threads (CPU: 1, as a worker slot; GPU: torch's)"
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (at least 3)")
+    parser.add_argument("--min-run-s", type=float, default=0.5, help="shortest timed run (repeats the work)")
     parser.add_argument("--saturate-s", type=float, default=20.0)
     parser.add_argument("--saturate-batch", type=int, default=64, help="CPU saturating run's batch")
     parser.add_argument("--mesh-tasks", type=int, default=12)

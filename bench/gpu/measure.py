@@ -7,6 +7,7 @@ min, max). The same code measures a GPU (`cuda:N`) or, behind `--device cpu`, th
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -43,21 +44,34 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], device: str, repeats: int, items: int) -> Rate:
-    """items/s of `fn` over `repeats` runs after one warm-up run."""
+def timed(fn: Callable[[], object], device: str, repeats: int, items: int, min_run_s: float = 0.0) -> Rate:
+    """items/s of `fn` over `repeats` timed runs after one warm-up run. A run calls `fn` as
+    many times as the warm-up says it takes to last `min_run_s`, so that one preemption of a
+    short run on a shared host cannot decide a figure."""
+    start = time.perf_counter()
     fn()
     _sync(device)
+    once = time.perf_counter() - start
+    calls = max(1, math.ceil(min_run_s / once)) if once > 0 else 1
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        for _ in range(calls):
+            fn()
         _sync(device)
-        rates.append(items / (time.perf_counter() - start))
+        rates.append(items * calls / (time.perf_counter() - start))
     return Rate.of(rates)
 
 
 def measure_synthetic(
-    device: str, *, items: int, batch: int, image_size: int, repeats: int, artifact_dir: Path
+    device: str,
+    *,
+    items: int,
+    batch: int,
+    image_size: int,
+    repeats: int,
+    artifact_dir: Path,
+    min_run_s: float = 0.0,
 ) -> list[SyntheticResult]:
     """The create handler end to end (render, labels, save) and the render kernel alone."""
     ctx = HandlerContext(device=device, artifact_dir=artifact_dir)
@@ -86,8 +100,8 @@ def measure_synthetic(
     def kernel() -> object:
         return render(images, masks, params, image_size, gen, device)
 
-    handler_rate = timed(handler, device, repeats, items)
-    kernel_rate = timed(kernel, device, repeats, batch)
+    handler_rate = timed(handler, device, repeats, items, min_run_s)
+    kernel_rate = timed(kernel, device, repeats, batch, min_run_s)
     return [
         SyntheticResult(device, "handler", image_size, items, batch, handler_rate),
         SyntheticResult(device, "render", image_size, batch, batch, kernel_rate),
@@ -104,7 +118,14 @@ def _quiet_quantization(precision: str) -> Iterator[None]:
 
 
 def measure_inference(
-    name: str, precision: str, device: str, *, batch: int, repeats: int, iterations: int
+    name: str,
+    precision: str,
+    device: str,
+    *,
+    batch: int,
+    repeats: int,
+    iterations: int,
+    min_run_s: float = 0.0,
 ) -> InferenceResult:
     """items/s of one zoo model at one precision (`iterations` batches per timed run), and its
     difference from the fp32 CPU model on the same inputs."""
@@ -124,7 +145,7 @@ def measure_inference(
                 out = model(x)
         return out
 
-    rate = timed(forward, device, repeats, batch * iterations)
+    rate = timed(forward, device, repeats, batch * iterations, min_run_s)
     probe = spec.make_input(256, torch.Generator().manual_seed(1))
     got = run_model(model, cast_input(probe, precision, device, spec.float_input))
     ref = run_model(base, probe)

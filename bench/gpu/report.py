@@ -44,7 +44,8 @@ def _header(check: GpuCheck) -> list[str]:
         lines += [f"Reproduce: `{check.command}` from the repository root.", ""]
     lines.append(
         f"Device: **{check.device_name}** (`{check.device}`). {env}. Every figure is the median "
-        "of repeated runs with its min and max in brackets."
+        "of repeated timed runs with its min and max in brackets; a run repeats its call until it "
+        "lasts the shortest timed run listed."
     )
     return lines
 
@@ -53,7 +54,7 @@ def _synthetic(results: list[SyntheticResult]) -> list[str]:
     lines = [
         "`handler` is the create task as a slot runs it (render, labels, save); `render` the kernel alone.",
         "",
-        "| device | what | image size | items per run | batch | repeats | images/s |",
+        "| device | what | image size | items per call | batch | repeats | images/s |",
         "|---|---|---|---|---|---|---|",
     ]
     lines += [

@@ -14,7 +14,13 @@ import torch
 
 from bench import gpu_check
 from bench.gpu import carry
-from bench.gpu.measure import measure_inference, measure_synthetic, precisions_for, with_speedups
+from bench.gpu.measure import (
+    measure_inference,
+    measure_synthetic,
+    precisions_for,
+    timed,
+    with_speedups,
+)
 from bench.gpu.report import CPU_HEADLINE, render_report
 from bench.gpu.results import (
     GpuCheck,
@@ -28,7 +34,7 @@ from bench.gpu.results import (
 from bench.gpu.sampler import CpuSampler, NvmlSampler, host_ticks
 
 TINY = ["--items", "8", "--batch", "4", "--iterations", "1", "--repeats", "3"]
-TINY += ["--saturate-s", "0.3", "--saturate-batch", "2", "--skip-mesh"]
+TINY += ["--saturate-s", "0.3", "--saturate-batch", "2", "--min-run-s", "0", "--skip-mesh"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -237,6 +243,22 @@ def test_cpu_report_names_the_cpu_mesh_and_host_load() -> None:
     assert "## The mesh with CPU workers only" in text and "profile `local`" in text
     assert "all of them ran on a CPU worker" in text
     assert "CPU worker's profile (device model `AMD EPYC`) in the profile store: yes" in text
+
+
+def test_a_timed_run_repeats_short_work_until_it_lasts() -> None:
+    calls: list[float] = []
+
+    def work() -> None:
+        calls.append(time.perf_counter())
+        time.sleep(0.002)
+
+    rate = timed(work, "cpu", repeats=3, items=10, min_run_s=0.1)
+    # the warm-up, then the same number of calls (more than one) in each of the 3 runs
+    assert len(calls) > 1 + 3 and (len(calls) - 1) % 3 == 0 and rate.repeats == 3
+    assert rate.median <= 10 / 0.002 and rate.low <= rate.median <= rate.high
+    calls.clear()
+    timed(work, "cpu", repeats=3, items=10)
+    assert len(calls) == 4
 
 
 def test_measurements_run_on_the_cpu(tmp_path: Path) -> None:
