@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -278,3 +279,54 @@ async def test_speed_table_is_rebuilt_from_the_database(database_url: str, store
     # h100 has more samples now, so it is the reference; a100 is a third as fast.
     assert table.reference == "h100"
     assert table.speeds["a100"] == pytest.approx(1 / 3)
+
+
+async def test_a_batch_folds_exactly_as_one_metric_at_a_time(store: SqlProfileStore) -> None:
+    # The same metrics (interleaved keys and workers; resends, with other values, inside a
+    # batch and across batches) go in one at a time under device model "seq" and in batches
+    # of 50 under "batch": every figure must come out the same.
+    ids = [*range(40), 5, 17, *range(40, 80), 2, 60, *range(80, 100), 99, 41]
+
+    def stream(device: str) -> list[Metric]:
+        return [
+            metric(
+                f"{device}-{n}", 0.01 + (i * 7919 % 1000) / 333, device_model=device, worker_id=f"w{i % 3}",
+                batch_size=(4, 30, 64)[i // 7 % 3], items_per_second=float(i % 4), tenant=f"{device}-tenant",
+            )
+            for i, n in enumerate(ids)
+        ]  # fmt: skip
+
+    for m in stream("seq"):
+        await store.ingest([m])
+    batched = stream("batch")
+    results = [await store.ingest(batched[i : i + 50]) for i in range(0, len(batched), 50)]
+    assert [sum(r.duplicates) for r in results] == [2, 2, 2]
+    profiles = [p for p in await store.all_profiles() if p.key.device_model == "seq"]
+    assert len(profiles) == 3 and sum(p.count for p in profiles) == 100
+    for seq in profiles:
+        twin = await store.get_profile(replace(seq.key, device_model="batch"))
+        assert twin is not None
+        assert replace(twin, key=seq.key, updated_at=seq.updated_at) == seq  # every figure, exactly
+        want = [
+            (w.worker_id, replace(w.profile, updated_at=seq.updated_at))
+            for w in await store.worker_profiles(seq.key)
+        ]
+        got = [(w.worker_id, replace(w.profile, key=seq.key, updated_at=seq.updated_at))
+               for w in await store.worker_profiles(twin.key)]  # fmt: skip
+        assert got == want and len(got) == 3
+
+
+async def test_names_that_need_escaping_are_stored_as_given(store: SqlProfileStore) -> None:
+    odd: dict[str, Any] = {
+        "task_id": "t\\1",
+        "worker_id": "w\\N",
+        "tenant": "a\\tb",
+        "model": ModelRef(name="m\\", version="\\\\"),
+    }
+    first = await store.ingest([metric("plain"), metric(**odd)])
+    again = await store.ingest([metric(**odd)])
+    assert list(first.duplicates) == [False, False] and list(again.duplicates) == [True]
+    assert {r.worker_id for r in await store.resources()} == {"w1", "w\\N"}
+    assert {s.tenant for s in await store.tenant_scores()} == {"acme", "a\\tb"}
+    models = {p.key.model for p in await store.all_profiles()}
+    assert models == {ModelRef(name="resnet", version="1"), ModelRef(name="m\\", version="\\\\")}

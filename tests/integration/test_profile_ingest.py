@@ -9,6 +9,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import grpc
 import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -155,3 +156,38 @@ async def test_quantiles_within_the_sketch_error_and_resends_not_counted(stub: S
     }
     for before in usage_before:  # only the 5 new ones (tenant acme) were charged
         assert usage_after[before.tenant] == pytest.approx(before.decayed_usage, rel=1e-3)
+
+
+async def test_pipelined_and_concurrent_requests_are_acked_in_order_and_counted_once(stub: Stub) -> None:
+    # Requests written without waiting for acks share transactions (group commit); each
+    # still gets its own response, in order, and a metric resent while its first copy is
+    # in flight is a duplicate.
+    first, second = stub.IngestMetrics(), stub.IngestMetrics()
+    plan: dict[Any, list[list[types_pb2.ResultMetrics]]] = {
+        first: [[metric(f"a{i}-{j}") for j in range(20)] for i in range(12)],
+        second: [[metric(f"b{i}-{j}") for j in range(7)] for i in range(9)],
+    }
+    plan[first][5].append(metric("a1-3"))  # resent four requests later
+    plan[second][2].insert(0, metric("a0-0"))  # another stream's metric
+    spoiled = metric("bad")
+    spoiled.gpu_utilization = 2.0
+    plan[first][7].insert(3, spoiled)
+    for call, requests in plan.items():
+        for request in requests:
+            await call.write(profile_store_pb2.IngestMetricsRequest(metrics=request))
+        await call.done_writing()
+    acks: list[profile_store_pb2.MetricAck] = []
+    for call, requests in plan.items():
+        for request in requests:
+            response = await call.read()
+            assert isinstance(response, profile_store_pb2.IngestMetricsResponse)
+            assert [a.task_id for a in response.acks] == [m.task_id for m in request]
+            acks.extend(response.acks)
+        assert await call.read() == grpc.aio.EOF
+    assert [(a.task_id, a.status.code) for a in acks if a.status.code] == [("bad", 3)]
+    assert sorted(a.task_id for a in acks if a.duplicate) == ["a0-0", "a1-3"]
+    # In one stream the resend is the duplicate; across streams either copy may commit first.
+    assert [a.duplicate for a in acks if a.task_id == "a1-3"] == [False, True]
+    assert sorted(a.duplicate for a in acks if a.task_id == "a0-0") == [False, True]
+    profile = (await stub.GetProfile(profile_store_pb2.GetProfileRequest(key=KEY))).profile
+    assert profile.count == 12 * 20 + 9 * 7
