@@ -142,28 +142,16 @@ def _metric(row: tuple[Any, ...], models: dict[tuple[str, str], ModelRef]) -> Me
         model = models[(row[MODEL_NAME], row[MODEL_VERSION])] = ModelRef(
             name=row[MODEL_NAME], version=row[MODEL_VERSION]
         )
-    return Metric(
-        task_id=row[TASK_ID],
-        attempt=row[ATTEMPT],
-        assignment_token=row[TOKEN],
-        worker_id=row[WORKER],
-        device_model=row[DEVICE],
-        model=model,
-        precision=_PRECISION[row[PRECISION]],
-        batch_size=row[BATCH_SIZE],
-        category=row[CATEGORY],
-        tenant=row[TENANT],
-        queue_wait_s=(row[WAIT_S] * _NANOS + row[WAIT_N]) / 1e9 if row[HAS_WAIT] else None,
-        execution_time_s=(row[EXEC_S] * _NANOS + row[EXEC_N]) / 1e9 if row[HAS_EXEC] else None,
-        items_per_second=row[ITEMS],
-        gpu_utilization=row[GPU_UTIL],
-        cpu_utilization=row[CPU_UTIL],
-        memory_bytes=row[MEMORY],
-        gpu_power_watts=row[POWER],
-        outcome=_OUTCOME[row[OUTCOME]],
-        finished_at=(
+    # Metric's fields in declaration order.
+    return Metric.from_fields(
+        (
+            row[TASK_ID], row[ATTEMPT], row[TOKEN], row[WORKER], row[DEVICE], model,
+            _PRECISION[row[PRECISION]], row[BATCH_SIZE], row[CATEGORY], row[TENANT],
+            (row[WAIT_S] * _NANOS + row[WAIT_N]) / 1e9 if row[HAS_WAIT] else None,
+            (row[EXEC_S] * _NANOS + row[EXEC_N]) / 1e9 if row[HAS_EXEC] else None,
+            row[ITEMS], row[GPU_UTIL], row[CPU_UTIL], row[MEMORY], row[POWER], _OUTCOME[row[OUTCOME]],
             _EPOCH + timedelta(seconds=row[FINISHED_S], microseconds=row[FINISHED_N] // 1000)
             if row[HAS_FINISHED]
-            else None
-        ),
-    )
+            else None,
+        )
+    )  # fmt: skip

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
 from services.profile_store.stats import batch_bucket
 
@@ -80,6 +81,15 @@ class Metric:
     outcome: Outcome
     finished_at: datetime | None = None
 
+    @classmethod
+    def from_fields(cls, values: Sequence[Any]) -> Metric:
+        """The metric whose fields, in declaration order, are `values`: equal to
+        `Metric(**dict(zip(field names, values)))` and as frozen, built without the frozen
+        `__init__`'s cost per field (ingest builds thousands of metrics per request)."""
+        metric = object.__new__(cls)
+        metric.__dict__.update(zip(_METRIC_FIELDS, values, strict=True))
+        return metric
+
     @property
     def profile_key(self) -> ProfileKey:
         return ProfileKey(
@@ -103,6 +113,9 @@ class Metric:
     def worker_kind(self) -> str:
         """Metrics carry no worker kind; GPU telemetry (a GPU never reads 0 W) tells it."""
         return "gpu" if self.gpu_power_watts > 0 or self.gpu_utilization > 0 else "cpu"
+
+
+_METRIC_FIELDS = tuple(f.name for f in fields(Metric))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import FrozenInstanceError
 from typing import Any
 
 import pytest
@@ -73,6 +74,10 @@ def test_a_clean_request_gives_the_reference_metrics() -> None:
     for got, m in zip(checked, metrics, strict=True):
         same(got, reference(m))
     assert intake.check_metrics([], SECRET) == []
+    first = checked[0]
+    assert isinstance(first, Metric)
+    with pytest.raises(FrozenInstanceError):
+        first.task_id = "changed"  # type: ignore[misc]
 
 
 def _negative(field: str) -> Callable[[types_pb2.ResultMetrics], None]:
