@@ -229,6 +229,7 @@ class _Waiter:
         self.latest: dict[str, types_pb2.Task] = {}
         self.remaining = set(ids)
         self.changed = asyncio.Event()
+        self.failed: SwitchyardError | None = None
 
     def unfinished(self) -> list[str]:
         return [i for i in self.ids if i in self.remaining]
@@ -243,7 +244,9 @@ class _Waiter:
         self.changed.set()
 
     async def _follow(self) -> None:
-        """Feed from WatchTasks, reopening a stream that ends; polling alone covers the rest."""
+        """Feed from WatchTasks (whose first message is the current state), reopening a
+        stream that ends; polling alone covers the rest. An error that a retry cannot mend
+        (an unknown task, a bad request) ends the wait with that error."""
         while self.remaining:
             started = time.monotonic()
             try:
@@ -251,6 +254,8 @@ class _Waiter:
                     self._update([task])
             except SwitchyardError as exc:
                 if not exc.retryable:
+                    self.failed = exc
+                    self.changed.set()
                     return
             await asyncio.sleep(max(0.0, self.poll_interval - (time.monotonic() - started)))
 
@@ -261,11 +266,14 @@ class _Waiter:
         return bool(done)
 
     async def run(self) -> list[types_pb2.Task]:
-        self._update(await self.client.get_tasks(self.ids))
+        # The watch answers with the current state first, so no GetTasks before it: one
+        # round trip less for a task that finishes at once.
         follower = asyncio.create_task(self._follow())
         try:
             while True:
                 self.changed.clear()
+                if self.failed is not None:
+                    raise self.failed
                 if not self.remaining:
                     return [self.latest[i] for i in self.ids]
                 if not await self._changed_or_timeout():

@@ -23,6 +23,7 @@ class Committer:
         store: TaskStore,
         *,
         batch_max: int,
+        defer_s: float = 0.1,
         on_committed: Callable[[list[TaskRecord]], None],
     ) -> None:
         self.store = store
@@ -30,6 +31,10 @@ class Committer:
         self.on_committed = on_committed
         self._inserts: list[tuple[list[TaskRecord], list[JobRecord], asyncio.Future[None]]] = []
         self._updates: dict[str, TaskRecord] = {}
+        # Transitions a restart does not need (see `defer`), with the timer that bounds them.
+        self._deferred: dict[str, TaskRecord] = {}
+        self._deferred_timer: asyncio.TimerHandle | None = None
+        self.defer_s = defer_s
         self._update_waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -50,7 +55,7 @@ class Committer:
         lock) open, so the loop is asked to end rather than cancelled, unless it hangs.
         """
         self._stopping = True
-        self._wake.set()
+        self._deferred_due()
         if self._task is None:
             return
         try:
@@ -76,8 +81,29 @@ class Committer:
             self._updates[record.id] = record
         self._wake.set()
 
+    def defer(self, records: Sequence[TaskRecord]) -> None:
+        """Queue transitions that recovery does not need, ASSIGNED and RUNNING: a restarted
+        scheduler requeues those tasks whether or not the write landed (DESIGN §3). They
+        go with the next commit, or after `defer_s` at the latest, so that a placement does
+        not cost its own commit, nor make the task's result wait behind that commit."""
+        for record in records:
+            if record.id not in self._updates:
+                self._deferred[record.id] = record
+        if self._deferred and self._deferred_timer is None:
+            self._deferred_timer = asyncio.get_running_loop().call_later(self.defer_s, self._deferred_due)
+
+    def _deferred_due(self) -> None:
+        if self._deferred_timer is not None:
+            self._deferred_timer.cancel()
+            self._deferred_timer = None
+        for record_id, record in self._deferred.items():
+            self._updates.setdefault(record_id, record)
+        self._deferred.clear()
+        self._wake.set()
+
     async def flush(self) -> None:
         """Wait until everything queued so far is durable."""
+        self._deferred_due()
         if not (self._inserts or self._updates):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -98,6 +124,8 @@ class Committer:
 
     async def _commit_some(self) -> bool:
         inserts, self._inserts = self._inserts[: self.batch_max], self._inserts[self.batch_max :]
+        if self._deferred:
+            self._deferred_due()  # they travel with this commit
         updates = list(self._updates.values())
         waiters, self._update_waiters = self._update_waiters, []
         self._updates.clear()

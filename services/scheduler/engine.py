@@ -209,6 +209,7 @@ class Engine:
             self.queues[record.demand.group].remove(record.id)
             changed.append(self._finish(record, TaskState.EXPIRED, "DEADLINE_PASSED", expiry.reason, now))
         outbox: dict[str, list[scheduler_pb2.Assignment]] = {}
+        assigned: list[TaskRecord] = []
         for placement in decisions.placements:
             record = self.tasks[placement.task_id]
             link = self.workers.get(placement.worker_id)
@@ -225,12 +226,14 @@ class Engine:
                 record.flags.append("predicted to miss its deadline")
             self.workers.adjust(link.slots, -1)
             link.slots.running.add(record.id)
-            changed.append(record)
+            assigned.append(record)
             outbox.setdefault(link.slots.worker_id, []).append(self._assignment(record))
         if changed:
+            self.committer.update(changed)
+        if assigned:
             # Dispatch does not wait for the ASSIGNED write: execution is at-least-once, and
             # after a crash the task is requeued whether or not that write landed (DESIGN §3).
-            self.committer.update(changed)
+            self.committer.defer(assigned)
         for worker_id, assignments in outbox.items():
             link = self.workers.get(worker_id)
             if link is not None:
@@ -264,7 +267,7 @@ class Engine:
         record.started_at = (
             started.started_at.ToNanoseconds() / 1e9 if started.HasField("started_at") else self.clock.now()
         )
-        self.committer.update([record])
+        self.committer.defer([record])
 
     def task_finished(self, worker_id: str, outcome: scheduler_pb2.TaskOutcome) -> None:
         link = self.workers.get(worker_id)
