@@ -45,11 +45,15 @@ class Factor:
         return self.value * self.weight
 
 
-def fair_share_factor(usage_fraction: float, share_fraction: float) -> float:
-    """2^(-U/S); a tenant without a share gets the lowest factor."""
+def fair_share_factor(usage_fraction: float, share_fraction: float, dampening: float = 1.0) -> float:
+    """2^(-U/(S·d)); a tenant without a share gets the lowest factor.
+
+    `dampening` d is Slurm's FairShareDampeningFactor: with thousands of tenants S is tiny,
+    so every tenant above a few times its share gets a factor of about 0 and they can no
+    longer be told apart; d > 1 keeps the order among them (1 = the classic factor)."""
     if share_fraction <= 0:
         return 0.0
-    return float(2.0 ** (-max(usage_fraction, 0.0) / share_fraction))
+    return float(2.0 ** (-max(usage_fraction, 0.0) / (share_fraction * max(dampening, 1.0))))
 
 
 def usage_scores(usage: Mapping[str, float], shares: Mapping[str, float]) -> dict[str, float]:
@@ -63,6 +67,13 @@ def usage_scores(usage: Mapping[str, float], shares: Mapping[str, float]) -> dic
         s = shares.get(t, 1.0) / total_share if total_share > 0 else 0.0
         out[t] = u / s if s > 0 else math.inf
     return out
+
+
+def in_flight_charge(started_at: float, now: float) -> float:
+    """The usage a running task adds to its tenant's decayed usage at `now` (DESIGN §4): the
+    seconds it has held its device so far, which is what its completion would charge if it
+    finished now, so a tenant's usage does not jump when its task ends."""
+    return max(now - started_at, 0.0)
 
 
 def decay(value: float, elapsed_s: float, half_life_s: float) -> float:
@@ -94,3 +105,24 @@ def factors(task: TaskDemand, now: float, fair_share: float, weights: PriorityWe
 
 def priority(task: TaskDemand, now: float, fair_share: float, weights: PriorityWeights) -> float:
     return sum(f.contribution for f in factors(task, now, fair_share, weights))
+
+
+def fixed_terms(task: TaskDemand, weights: PriorityWeights) -> float | None:
+    """The category and QoS contributions when they do not change with time (no deadline),
+    to hand to `priority_value` as `fixed` when one task is reprioritised many times."""
+    if task.deadline is not None:
+        return None
+    category = min(max(task.priority_class, 0), MAX_PRIORITY_CLASS) / MAX_PRIORITY_CLASS
+    return category * weights.category + QOS_CLASS_FACTOR.get(task.qos_class, 0.5) * weights.qos
+
+
+def priority_value(
+    task: TaskDemand, now: float, fair_share: float, weights: PriorityWeights, fixed: float | None = None
+) -> float:
+    """`priority` without building the breakdown, for reprioritising long queues: the same
+    factors added in the same order, so the two agree exactly."""
+    if fixed is None:
+        category = min(max(task.priority_class, 0), MAX_PRIORITY_CLASS) / MAX_PRIORITY_CLASS
+        fixed = category * weights.category + _qos_factor(task, now, weights) * weights.qos
+    age = min(max(now - task.enqueued_at, 0.0) / weights.age_horizon_s, 1.0)
+    return fixed + min(max(fair_share, 0.0), 1.0) * weights.fair_share + age * weights.age

@@ -13,18 +13,21 @@ Mapping (the trace has no tenants, models or device speeds; these are assumption
 * work = `deletion_time - scheduled_time` (or `- creation_time` for the 897 never-scheduled
   pods), at least 1 s, taken as seconds on the reference device (speed 1.0). Pods still
   running at the trace end are right-censored there, as in the trace.
-* arrival = `creation_time` - day 115 (the dense window; the 27 earlier pods arrive at 0),
-  divided by the time compression. One tenant ("openb").
+* arrival = `creation_time` - day 115 (the origin: the dense window starts there; the 27
+  earlier pods arrive at 0), divided by the time compression. One tenant ("openb").
+* skipped (and counted): rows with a missing or unreadable number, or too few columns.
 * model = the pod's GPU shape (`g<num_gpu>`, `cpu`), so a profile is the mean work of a shape.
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 from services.scheduler.core.model import Group, Kind, QosClass, TaskDemand, WorkerSlots
 from services.scheduler.simulator.model import PRIORITY_CLASS, Arrival, SpeedTable
+from services.scheduler.simulator.traces import EVERYTHING, Skipped, Window, number
 
 PODS = "alibaba_gpu_v2023/openb_pod_list_default.csv"
 NODES = "alibaba_gpu_v2023/openb_node_list_all_node.csv"
@@ -55,51 +58,85 @@ QOS = {
 }
 
 
-def load_nodes(traces: Path, limit: int | None = None) -> list[WorkerSlots]:
-    workers = []
-    with (traces / NODES).open(newline="") as f:
-        for row in csv.DictReader(f):
-            gpus, model = int(row["gpu"] or 0), row["model"].strip()
-            memory = int(row["memory_mib"]) * MIB
-            if model and gpus > 0:
-                worker = WorkerSlots(row["sn"], Kind.GPU, model, gpus, gpus, memory_bytes=memory)
-            else:
-                slots = max(int(row["cpu_milli"]) // 8000, 1)
-                worker = WorkerSlots(row["sn"], Kind.CPU, "CPU", slots, slots, memory_bytes=memory)
-            workers.append(worker)
+def load_nodes(traces: Path, limit: int | None = None, skipped: Skipped | None = None) -> list[WorkerSlots]:
+    path = traces / NODES
+    workers: list[WorkerSlots] = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        for row in reader:
             if limit is not None and len(workers) >= limit:
                 break
+            try:
+                workers.append(_node(row))
+            except ValueError as exc:
+                if skipped is not None:
+                    skipped.add(path, reader.line_num, str(exc))
     return workers
 
 
-def load_pods(traces: Path, compression: float = 1.0, limit: int | None = None) -> list[Arrival]:
-    rows = []
-    with (traces / PODS).open(newline="") as f:
-        for row in csv.DictReader(f):
-            rows.append(row)
-            if limit is not None and len(rows) >= limit:
+def _node(row: dict[str, str]) -> WorkerSlots:
+    gpus, model = int(number(row, "gpu", 0.0)), (row["model"] or "").strip()
+    memory = int(number(row, "memory_mib")) * MIB
+    if not row["sn"]:
+        raise ValueError("sn is empty")
+    if model and gpus > 0:
+        return WorkerSlots(row["sn"], Kind.GPU, model, gpus, gpus, memory_bytes=memory)
+    slots = max(int(number(row, "cpu_milli")) // 8000, 1)
+    return WorkerSlots(row["sn"], Kind.CPU, "CPU", slots, slots, memory_bytes=memory)
+
+
+def load_pods(
+    traces: Path,
+    compression: float = 1.0,
+    limit: int | None = None,
+    *,
+    window: Window = EVERYTHING,
+    skipped: Skipped | None = None,
+) -> list[Arrival]:
+    """The pods among the first `limit` rows created inside `window` (from day 115)."""
+    path = traces / PODS
+    pods: list[tuple[float, float, Arrival]] = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        for n, row in enumerate(reader):
+            if limit is not None and n >= limit:
                 break
-    rows.sort(key=lambda r: float(r["creation_time"]))
+            try:
+                pods.append(_pod(row))
+            except ValueError as exc:
+                if skipped is not None:
+                    skipped.add(path, reader.line_num, str(exc))
+    pods.sort(key=lambda p: p[0])  # by creation time (the early pods all map to 0)
     out = []
-    for row in rows:
-        created, deleted = float(row["creation_time"]), float(row["deletion_time"])
-        scheduled = float(row["scheduled_time"]) if row["scheduled_time"] else created
-        gpus = int(row["num_gpu"] or 0)
-        category, qos = QOS.get(row["qos"], ("inference", QosClass.STANDARD))
-        if gpus == 0:
-            category = "preprocess"
-        demand = TaskDemand(
-            task_id=row["name"],
-            tenant="openb",
-            category=category,
-            group=Group.GPU_ONLY if gpus else Group.CPU_ONLY,
-            priority_class=PRIORITY_CLASS[category],
-            qos_class=qos,
-            model=f"g{gpus}" if gpus else "cpu",
-            precision=0,
-            batch_size=1,
-            enqueued_at=max(created - DENSE_START_S, 0.0) / compression,
-            memory_bytes=int(row["memory_mib"]) * MIB,
-        )
-        out.append(Arrival(demand, max(deleted - scheduled, 1.0)))
+    for _, trace_s, pod in pods:
+        if trace_s in window:
+            at = window.arrival(trace_s, compression)
+            out.append(Arrival(replace(pod.demand, enqueued_at=at), pod.work))
     return out
+
+
+def _pod(row: dict[str, str]) -> tuple[float, float, Arrival]:
+    """(creation time, trace seconds from the origin, the pod as an arrival then)."""
+    created, deleted = number(row, "creation_time"), number(row, "deletion_time")
+    scheduled = number(row, "scheduled_time", created)
+    gpus = int(number(row, "num_gpu", 0.0))
+    if not row["name"]:
+        raise ValueError("name is empty")
+    category, qos = QOS.get(row["qos"] or "", ("inference", QosClass.STANDARD))
+    if gpus == 0:
+        category = "preprocess"
+    trace_s = max(created - DENSE_START_S, 0.0)
+    demand = TaskDemand(
+        task_id=row["name"],
+        tenant="openb",
+        category=category,
+        group=Group.GPU_ONLY if gpus else Group.CPU_ONLY,
+        priority_class=PRIORITY_CLASS[category],
+        qos_class=qos,
+        model=f"g{gpus}" if gpus else "cpu",
+        precision=0,
+        batch_size=1,
+        enqueued_at=trace_s,
+        memory_bytes=int(number(row, "memory_mib")) * MIB,
+    )
+    return created, trace_s, Arrival(demand, max(deleted - scheduled, 1.0))

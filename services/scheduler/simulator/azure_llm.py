@@ -7,16 +7,19 @@ Mapping (the trace gives arrival times and token counts only; these are assumpti
   (prefill) + GeneratedTokens x 20 ms (decode).
 * SLO: deadline = arrival + max(`slo_factor` x work, `slo_floor_s`) — a multiple of the
   request's unloaded execution time on the reference device.
-* arrival = TIMESTAMP - the first request of the two files, divided by the compression.
+* arrival = TIMESTAMP - the first request of the two files (the origin; a window is counted
+  from it), divided by the compression.
+* skipped (and counted): rows without three fields, or with an unreadable time or count.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from services.scheduler.core.model import Group, QosClass, TaskDemand
 from services.scheduler.simulator.model import PRIORITY_CLASS, Arrival
+from services.scheduler.simulator.traces import EVERYTHING, Skipped, Window
 
 FILES = {
     "code": "azure_llm_2023/AzureLLMInferenceTrace_code.csv",
@@ -32,23 +35,51 @@ def work_seconds(context: int, generated: int) -> float:
 
 
 def _parse(stamp: str) -> float:
-    day, _, frac = stamp.partition(".")
-    return datetime.strptime(day, "%Y-%m-%d %H:%M:%S").timestamp() + (float("0." + frac) if frac else 0.0)
+    day, _, frac = stamp.strip().partition(".")
+    seconds = datetime.strptime(day, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+    if frac and not frac.isdigit():
+        raise ValueError(f"bad fraction of a second: {stamp!r}")
+    return seconds + (float("0." + frac) if frac else 0.0)
+
+
+def _row(line: str) -> tuple[float, int, int]:
+    fields = line.strip().split(",")
+    if len(fields) != 3:
+        raise ValueError(f"{len(fields)} fields, not 3")
+    stamp, context, generated = fields
+    try:
+        tokens = int(context), int(generated)
+    except ValueError:
+        raise ValueError(f"token counts are not integers: {context!r}, {generated!r}") from None
+    if min(tokens) < 0:
+        raise ValueError("negative token count")
+    return _parse(stamp), *tokens
 
 
 def read_raw(
-    traces: Path, services: tuple[str, ...] = ("code", "conv"), limit: int | None = None
+    traces: Path,
+    services: tuple[str, ...] = ("code", "conv"),
+    limit: int | None = None,
+    skipped: Skipped | None = None,
 ) -> list[tuple[float, str, int, int]]:
     """(absolute arrival s, service, context tokens, generated tokens), sorted by arrival."""
     rows: list[tuple[float, str, int, int]] = []
     for service in services:
-        with (traces / FILES[service]).open() as f:
+        path = traces / FILES[service]
+        with path.open() as f:
             next(f)
             for n, line in enumerate(f):
                 if limit is not None and n >= limit:
                     break
-                stamp, context, generated = line.strip().split(",")
-                rows.append((_parse(stamp), service, int(context), int(generated)))
+                if not line.strip():
+                    continue
+                try:
+                    at, context, generated = _row(line)
+                except ValueError as exc:
+                    if skipped is not None:
+                        skipped.add(path, n + 2, str(exc))
+                    continue
+                rows.append((at, service, context, generated))
     rows.sort()
     return rows
 
@@ -60,13 +91,17 @@ def load_requests(
     slo_factor: float = 5.0,
     slo_floor_s: float = 1.0,
     limit: int | None = None,
+    window: Window = EVERYTHING,
+    skipped: Skipped | None = None,
 ) -> list[Arrival]:
-    rows = read_raw(traces, limit=limit)
+    rows = read_raw(traces, limit=limit, skipped=skipped)
     first = rows[0][0] if rows else 0.0
     out = []
     for n, (at, service, context, generated) in enumerate(rows):
+        if at - first not in window:
+            continue
         work = work_seconds(context, generated)
-        arrival = (at - first) / compression
+        arrival = window.arrival(at - first, compression)
         demand = TaskDemand(
             task_id=f"llm-{service}-{n}",
             tenant=f"llm-{service}",

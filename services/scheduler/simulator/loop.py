@@ -35,6 +35,10 @@ class RunConfig:
     priors: Priors = field(default_factory=Priors)
     limits: CycleLimits = field(default_factory=CycleLimits)
     half_life_s: float = 3600.0
+    # Add running tasks' in-flight charge to their tenants' usage (DESIGN §4).
+    in_flight: bool = True
+    # Slurm's FairShareDampeningFactor (core.priority.fair_share_factor); 1 = classic.
+    fair_share_dampening: float = 1.0
     reprioritize_s: float = 5.0
     seed: int = 0
     # Lognormal sigma applied to execution times (0: the trace's or the table's time exactly).
@@ -58,7 +62,12 @@ class Simulation:
         workload = scenario.workload
         self.estimator: Estimator = SpeedProfiles(scenario.speeds, workload.mean_work or mean_work(workload))
         self.priors = self.config.priors
-        self.book = FairShareBook(self.config.half_life_s, workload.shares)
+        self.book = FairShareBook(
+            self.config.half_life_s,
+            workload.shares,
+            in_flight=self.config.in_flight,
+            dampening=self.config.fair_share_dampening,
+        )
         self.limits = self.config.limits
         self.records = Records()
         self.placements: list[tuple[float, str, str]] = []
@@ -129,10 +138,10 @@ class Simulation:
         self._reprioritize_at = None
         if not any(self.queues.values()):
             return
-        now = self.clock.now()
+        of, tasks = self.policy.priority_of(self.clock.now()), self._tasks
         for queue in self.queues.values():
             if queue:
-                queue.reprioritize(lambda tid: self.policy.priority(self._tasks[tid].demand, now))
+                queue.reprioritize(lambda tid: of(tasks[tid].demand))
         if more:
             self._reprioritize_at = t + self.config.reprioritize_s
             self._schedule(self._reprioritize_at, REPRIORITIZE)
@@ -164,6 +173,7 @@ class Simulation:
             if jitter > 0:
                 seconds *= self._rng.lognormvariate(-jitter * jitter / 2, jitter)
             self._started[task.task_id] = t
+            self.book.start(task.tenant, t)
             self._schedule(t + seconds, COMPLETION, task.task_id, worker.worker_id)
             if self.config.keep_placements:
                 self.placements.append((t, task.task_id, worker.worker_id))
@@ -189,7 +199,7 @@ class Simulation:
         arrival = self._tasks.pop(task_id)
         started = self._started.pop(task_id)
         # The service charges the wall time a task held its device (engine.task_finished).
-        self.book.charge(arrival.demand.tenant, t - started, self.clock.now())
+        self.book.finish(arrival.demand.tenant, started, self.clock.now())
         self.records.add(arrival, self._ready.pop(task_id), started, t, worker.device_model)
         self._release(task_id, t, ok=True)
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -30,7 +31,7 @@ from services.scheduler.core.model import (
     WorkerSlots,
 )
 from services.scheduler.core.placement import Estimator, Priors, fits
-from services.scheduler.core.priority import PriorityWeights, priority
+from services.scheduler.core.priority import PriorityWeights, priority_value
 from services.scheduler.core.queues import GroupQueue
 from services.scheduler.simulator.accounting import FairShareBook
 
@@ -65,6 +66,8 @@ class Policy(Protocol):
 
     def priority(self, task: TaskDemand, now: float) -> float: ...
 
+    def priority_of(self, now: float) -> Callable[[TaskDemand], float]: ...
+
     def decide(self) -> CycleDecisions: ...
 
     def worker_changed(self, worker: WorkerSlots) -> None: ...
@@ -86,6 +89,9 @@ class SwitchyardPolicy:
         self.weights = weights or PriorityWeights()
         self._state: State | None = None
         self._view: SchedulerView | None = None
+        # Fair-share factors at one instant: a reprioritisation asks once per tenant.
+        self._factors: dict[str, float] = {}
+        self._factors_at = (math.nan, -1)
 
     def bind(self, state: State) -> None:
         self._state = state
@@ -98,8 +104,26 @@ class SwitchyardPolicy:
         )
 
     def priority(self, task: TaskDemand, now: float) -> float:
+        return self.priority_of(now)(task)
+
+    def priority_of(self, now: float) -> Callable[[TaskDemand], float]:
+        """Priorities at `now`, each tenant's fair-share factor asked of the book once."""
         assert self._state is not None
-        return priority(task, now, self._state.book.factor(task.tenant), self.weights)
+        book, weights = self._state.book, self.weights
+        # Completions and starts at one instant leave U unchanged (in-flight time becomes
+        # charged time), so factors change only with the clock or with S (a new tenant).
+        at = (now, book.version)
+        if at != self._factors_at:
+            self._factors, self._factors_at = {}, at
+        factors = self._factors
+
+        def of(task: TaskDemand) -> float:
+            fair = factors.get(task.tenant)
+            if fair is None:
+                fair = factors[task.tenant] = book.factor(task.tenant, now)
+            return priority_value(task, now, fair, weights)
+
+        return of
 
     def decide(self) -> CycleDecisions:
         assert self._state is not None and self._view is not None
@@ -116,8 +140,8 @@ class FifoPolicy(SwitchyardPolicy):
     name = "fifo"
     reprioritizes = False
 
-    def priority(self, task: TaskDemand, now: float) -> float:
-        return 0.0
+    def priority_of(self, now: float) -> Callable[[TaskDemand], float]:
+        return _zero
 
 
 class LeastLoadedPolicy:
@@ -146,6 +170,9 @@ class LeastLoadedPolicy:
 
     def priority(self, task: TaskDemand, now: float) -> float:
         return 0.0
+
+    def priority_of(self, now: float) -> Callable[[TaskDemand], float]:
+        return _zero
 
     def worker_changed(self, worker: WorkerSlots) -> None:
         self._push(worker, 0)
@@ -215,6 +242,10 @@ class LeastLoadedPolicy:
             self._push(worker, taken[wid])
             placements.append(Placement(task.task_id, wid, predicted_seconds=0.0, predicted_completion=now))
         return CycleDecisions(placements, expiries)
+
+
+def _zero(task: TaskDemand) -> float:
+    return 0.0
 
 
 POLICIES: dict[str, Callable[[int], Policy]] = {

@@ -11,6 +11,7 @@ from services.scheduler.core.model import Group, Kind, WorkerSlots
 from services.scheduler.simulator import alibaba_gpu, azure_llm, genai, synthetic
 from services.scheduler.simulator.accounting import mean_work
 from services.scheduler.simulator.model import Arrival, Cluster, Scenario, SpeedTable, Workload
+from services.scheduler.simulator.traces import Skipped
 
 DEFAULT_TRACES = Path("../shared/traces")
 # The LLM scenario's fleet: (device model, workers, slots each); requests share a GPU 4 ways.
@@ -32,12 +33,17 @@ def _scenario(name: str, workers: list[WorkerSlots], arrivals: list[Arrival], sp
     return Scenario(name, Cluster(workers), workload, speeds)
 
 
+def _window(what: str, skipped: Skipped) -> str:
+    return f"time window: {what}; {len(skipped)} malformed rows skipped"
+
+
 def alibaba_gpu_replay(
     traces: Path = DEFAULT_TRACES, *, load: float = 0.5, limit: int | None = None
 ) -> Scenario:
     """Alibaba GPU 2023 at its real size; compression sets the GPU offered load."""
-    workers = alibaba_gpu.load_nodes(traces)
-    raw = alibaba_gpu.load_pods(traces, 1.0, limit)
+    skipped = Skipped()
+    workers = alibaba_gpu.load_nodes(traces, skipped=skipped)
+    raw = alibaba_gpu.load_pods(traces, 1.0, limit, skipped=skipped)
     gpu = [a for a in raw if a.demand.group is Group.GPU_ONLY]
     cap = capacity(workers, alibaba_gpu.SPEEDS, Kind.GPU, "training_step")
     span = max((a.at for a in raw), default=0.0)
@@ -50,13 +56,15 @@ def alibaba_gpu_replay(
         "one slot per GPU (fractional pods hold a whole GPU, multi-GPU pods one slot); "
         "CPU nodes one slot per 8 cores",
         "trace durations are seconds on the reference device (speed 1.0); one tenant; no SLO",
+        _window("every pod; the 27 created before day 115 arrive at its start", skipped),
     ]
     return s
 
 
 def genai_replay(traces: Path = DEFAULT_TRACES, *, load: float = 0.95, limit: int | None = None) -> Scenario:
     workers = genai.cluster()
-    raw = genai.load_requests(traces, 1.0, limit)
+    skipped = Skipped()
+    raw = genai.load_requests(traces, 1.0, limit, skipped=skipped)
     cap = capacity(workers, genai.SPEEDS, Kind.GPU, genai.CATEGORY)
     span = max((a.at for a in raw), default=0.0)
     c = compression_for(load, sum(a.work for a in raw), span, cap)
@@ -66,6 +74,7 @@ def genai_replay(traces: Path = DEFAULT_TRACES, *, load: float = 0.95, limit: in
         f"time compression {c:,.1f}x (offered load {load:.0%} of reference capacity {cap:.1f})",
         "assumed fleet " + ", ".join(f"{n} x {m}" for m, n in genai.FLEET.items()) + ", one request per GPU",
         "exec_time_seconds is the time on the reference device (A100 = 1.0); every tenant's share is 1",
+        _window("the whole trace (23 days)", skipped),
     ]
     return s
 
@@ -87,7 +96,8 @@ def azure_llm_mix(
         for i in range(n)
     ]
     cap = capacity(workers, LLM_SPEEDS, Kind.GPU, "inference")
-    raw = azure_llm.load_requests(traces, 1.0, limit=limit)
+    skipped = Skipped()
+    raw = azure_llm.load_requests(traces, 1.0, limit=limit, skipped=skipped)
     span = max((a.at for a in raw), default=0.0)
     c = compression_for(load * lc_fraction, sum(a.work for a in raw), span, cap)
     lc = azure_llm.load_requests(traces, c, slo_factor=slo_factor, slo_floor_s=slo_floor_s, limit=limit)
@@ -106,6 +116,7 @@ def azure_llm_mix(
         "work = 0.15 s + prompt/20,000 tok/s + output x 20 ms on the reference GPU (A100 = 1.0)",
         "batch background: jobs of 64 training_step tasks (mean 20 s) submitted at once, "
         "Poisson job arrivals",
+        _window("both files whole (about 58 minutes)", skipped),
     ]
     return s
 
