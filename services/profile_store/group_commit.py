@@ -39,6 +39,8 @@ class GroupCommit:
         self._max = max_metrics
         self._pending: deque[_Part] = deque()
         self._task: asyncio.Task[None] | None = None
+        # Committed so far: transactions, and the requests and metrics they carried.
+        self.transactions = self.requests = self.metrics = 0
 
     def submit(self, metrics: Sequence[Metric]) -> asyncio.Future[Sequence[bool]]:
         """Queue one request's metrics for the next transaction. The future gives, once
@@ -89,6 +91,9 @@ class GroupCommit:
                     future.set_exception(exc)
             return
         self._feed.publish(result)
+        self.transactions += 1
+        self.requests += len(group)
+        self.metrics += len(metrics)
         start = 0
         for part, future in group:
             if not future.done():

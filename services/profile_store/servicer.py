@@ -40,7 +40,7 @@ class ProfileStoreServicer(profile_store_pb2_grpc.ProfileStoreServiceServicer):
     ) -> None:
         self._store = store
         self._feed = feed
-        self._commits = GroupCommit(store, feed, max_metrics=commit_max)
+        self.commits = GroupCommit(store, feed, max_metrics=commit_max)
         self._secret = internal_token
         self._batch_max = batch_max
 
@@ -81,9 +81,9 @@ class ProfileStoreServicer(profile_store_pb2_grpc.ProfileStoreServiceServicer):
                 reason="INGEST_BATCH_TOO_LARGE",
             )
             status = convert.error_status(too_big)
-            return request, [status] * len(request.metrics), self._commits.submit([])
+            return request, [status] * len(request.metrics), self.commits.submit([])
         checked = intake.check_metrics(request.metrics, self._secret)
-        return request, checked, self._commits.submit([c for c in checked if isinstance(c, Metric)])
+        return request, checked, self.commits.submit([c for c in checked if isinstance(c, Metric)])
 
     async def _respond(
         self,
@@ -100,7 +100,7 @@ class ProfileStoreServicer(profile_store_pb2_grpc.ProfileStoreServiceServicer):
 
     async def close(self) -> None:
         """Let the ingest transactions already queued finish."""
-        await self._commits.close()
+        await self.commits.close()
 
     async def GetProfile(
         self, request: profile_store_pb2.GetProfileRequest, context: Context
