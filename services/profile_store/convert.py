@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.rpc import status_pb2
 
 from common.errors import SwitchyardError
@@ -194,7 +196,20 @@ def ack(
     )
 
 
-def stored_ack(m: Metric, duplicate: bool) -> profile_store_pb2.MetricAck:
-    """The ack of a stored (or already stored) metric. Its status is left unset, which
+def ingest_response(
+    metrics: Sequence[types_pb2.ResultMetrics],
+    checked: Sequence[Metric | status_pb2.Status],
+    duplicates: Sequence[bool],
+) -> profile_store_pb2.IngestMetricsResponse:
+    """One ack per metric of a request, in order: the rejection's status, or for a stored
+    metric (`duplicates` holds one flag per stored metric, in order) no status at all, which
     reads as code 0 (OK) and costs nothing to build, send or parse."""
-    return profile_store_pb2.MetricAck(task_id=m.task_id, attempt=m.attempt, duplicate=duplicate)
+    response = profile_store_pb2.IngestMetricsResponse()
+    acks = response.acks
+    add, stored = acks.add, iter(duplicates)
+    for m, c in zip(metrics, checked, strict=True):
+        if isinstance(c, Metric):
+            add(task_id=c.task_id, attempt=c.attempt, duplicate=next(stored))
+        else:
+            acks.append(ack(m, c))
+    return response

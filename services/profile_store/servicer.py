@@ -91,12 +91,7 @@ class ProfileStoreServicer(profile_store_pb2_grpc.ProfileStoreServiceServicer):
         checked: list[intake.Checked],
         committed: asyncio.Future[Sequence[bool]],
     ) -> profile_store_pb2.IngestMetricsResponse:
-        duplicates = iter(await committed)
-        acks = [
-            convert.stored_ack(c, next(duplicates)) if isinstance(c, Metric) else convert.ack(m, c)
-            for m, c in zip(request.metrics, checked, strict=True)
-        ]
-        return profile_store_pb2.IngestMetricsResponse(acks=acks)
+        return convert.ingest_response(request.metrics, checked, await committed)
 
     async def close(self) -> None:
         """Let the ingest transactions already queued finish."""

@@ -113,8 +113,8 @@ class SqlProfileStore:
                 async with self._engine.begin() as conn:
                     await self._load(conn)
                     unique = [metrics[i] for i in first.values()]
-                    inserted = await self._writer.insert_samples(conn, unique, now)
-                    stored = sorted(first[k] for k in inserted)
+                    before = await self._writer.insert_samples(conn, unique, now)
+                    stored = [i for k, i in first.items() if k not in before]
                     batch = await self._fold(conn, [metrics[i] for i in stored], now)
                     batch.rows.resources = _resources(metrics, now)
                     await self._writer.write(conn, batch.rows)
@@ -122,8 +122,9 @@ class SqlProfileStore:
                 self._forget()
                 raise
             self._remember(batch)
-        stored_set = set(stored)
-        duplicates = [i not in stored_set for i in range(len(metrics))]
+        duplicates = [True] * len(metrics)
+        for i in stored:
+            duplicates[i] = False
         return IngestResult(duplicates=duplicates, profiles=batch.profiles, scores=batch.scores)
 
     async def _fold(self, conn: AsyncConnection, new: Sequence[Metric], now: datetime) -> _Batch:

@@ -53,7 +53,8 @@ class Writer(Protocol):
     async def insert_samples(
         self, conn: AsyncConnection, metrics: Sequence[Metric], now: datetime
     ) -> set[tuple[str, int]]:
-        """Insert the samples not stored yet; the (task id, attempt) of those inserted."""
+        """Insert the samples (one per (task id, attempt)) not stored yet; the (task id,
+        attempt) of those that were stored already."""
         ...
 
     async def write(self, conn: AsyncConnection, rows: FoldRows) -> None:
@@ -82,10 +83,15 @@ class PostgresWriter:
         " (LIKE metric_samples INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
     _COPY = f"COPY incoming_samples ({_quoted(SAMPLE_COLUMNS)}) FROM STDIN"
+    # Move the staged rows over and answer with those that were there already (usually
+    # none): one statement, and only the duplicates come back.
     _MOVE = (
-        f"INSERT INTO metric_samples ({_quoted(SAMPLE_COLUMNS)})"
+        "WITH moved AS ("
+        f" INSERT INTO metric_samples ({_quoted(SAMPLE_COLUMNS)})"
         f" SELECT {_quoted(SAMPLE_COLUMNS)} FROM incoming_samples"
-        " ON CONFLICT (task_id, attempt) DO NOTHING RETURNING task_id, attempt"
+        " ON CONFLICT (task_id, attempt) DO NOTHING RETURNING task_id, attempt)"
+        " SELECT task_id, attempt FROM incoming_samples"
+        " EXCEPT SELECT task_id, attempt FROM moved"
     )
     _UPSERTS = (
         ("profiles", _upsert_sql("profiles", PROFILE_COLUMNS, ("key_id",))),
@@ -146,7 +152,8 @@ class PortableWriter:
             .returning(SAMPLES.c.task_id, SAMPLES.c.attempt)
         )
         result = await conn.execute(stmt, [sample_row(m, now) for m in metrics])
-        return {(row.task_id, row.attempt) for row in result}
+        inserted = {(row.task_id, row.attempt) for row in result}
+        return {(m.task_id, m.attempt) for m in metrics} - inserted
 
     async def write(self, conn: AsyncConnection, rows: FoldRows) -> None:
         await self._upsert(conn, PROFILES, PROFILE_COLUMNS, ("key_id",), rows.profiles)
