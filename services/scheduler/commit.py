@@ -127,6 +127,10 @@ class Committer:
         if self._deferred:
             self._deferred_due()  # they travel with this commit
         updates = list(self._updates.values())
+        # The states this commit writes: a record that changes while the commit is in
+        # flight is queued again, and is announced (and forgotten, if terminal) only once
+        # the commit that carries its new state is durable.
+        written = [record.state for record in updates]
         waiters, self._update_waiters = self._update_waiters, []
         self._updates.clear()
         new = [r for batch, _, _ in inserts for r in batch]
@@ -149,5 +153,5 @@ class Committer:
         for future in waiters:
             if not future.done():
                 future.set_result(None)
-        self.on_committed(updates)
+        self.on_committed([r for r, state in zip(updates, written, strict=True) if r.state is state])
         return True

@@ -92,12 +92,38 @@ class Engine:
             elif self.deps.unmet(record.id):
                 record.state = TaskState.PENDING
         jobs = {r.job_id: JobRecord(r.job_id, r.tenant, now) for r in fresh}
-        await self.committer.insert(fresh, list(jobs.values()))
         fair = {t: self.profiles.fair_share(t, now) for t in {r.tenant for r in fresh}}
+        # Queued (and so placed and dispatched) while the insert commits: the answer still
+        # waits for the insert, but the run overlaps its fsync. Execution is at-least-once;
+        # should the insert fail, the tasks are taken back before the error is returned.
         for record in fresh:
             self._admit(record, fair.get(record.tenant), now)
         self.wake.set()
+        try:
+            await self.committer.insert(fresh, list(jobs.values()))
+        except Exception:
+            self._withdraw(fresh)
+            raise
         return [existing.get((r.tenant, r.idempotency_key or ""), r) for r in records]
+
+    def _withdraw(self, records: Sequence[TaskRecord]) -> None:
+        """Forget tasks whose insert failed: off the queues, and stopped where they run (the
+        worker's CANCELLED outcome gives the slot back and is discarded as late)."""
+        for record in records:
+            if self.tasks.get(record.id) is not record:
+                continue
+            self.queues[record.demand.group].remove(record.id)
+            link = self.workers.get(record.worker_id) if record.worker_id else None
+            if link is not None and not record.state.terminal:
+                link.send(
+                    scheduler_pb2.ConnectWorkerResponse(
+                        cancel=scheduler_pb2.CancelAssignments(task_ids=[record.id])
+                    )
+                )
+            self._count(record, -1)
+            del self.tasks[record.id]
+            if record.idempotency_key:
+                self._idempotent.pop((record.tenant, record.idempotency_key), None)
 
     def _unreachable_deadline(self, record: TaskRecord, now: float) -> str | None:
         """Why an EXPIRE-on-miss task cannot meet its deadline on any live worker, if so."""

@@ -19,6 +19,10 @@ class Queries:
     async def tasks(self, tenant: str, task_ids: Sequence[str]) -> list[TaskRecord]:
         """The tenant's tasks, in the order asked; any other id is NOT_FOUND."""
         live = {tid: self.engine.tasks[tid] for tid in task_ids if tid in self.engine.tasks}
+        if any(record.state.terminal for record in live.values()):
+            # A live task is terminal only until that write is durable: answer once it is,
+            # so no reader sees a result that a crash could still take back.
+            await self.engine.committer.flush()
         stored = {r.id: r for r in await self.engine.store.get([t for t in task_ids if t not in live])}
         out = []
         for tid in task_ids:

@@ -70,15 +70,16 @@ class SqlTaskStore:
         self, inserts: Sequence[TaskRecord], job_rows: Sequence[JobRecord], updates: Sequence[TaskRecord]
     ) -> None:
         """Inserts and updates in one transaction (the group commit)."""
+        # Every row is taken now, before the first await: the records are live and may move
+        # on while the transaction runs (the committer relies on this snapshot).
         params = [{"b_id": r.id, **{f"b_{k}": v for k, v in _mutable(r).items()}} for r in updates]
+        new_rows = [_row(r) for r in inserts]
+        job_params = [{"id": j.id, "tenant": j.tenant, "created_at": j.created_at} for j in job_rows]
         async with self.engine.begin() as conn:
-            if job_rows:
-                await conn.execute(
-                    _insert_new(conn.dialect.name, jobs),
-                    [{"id": j.id, "tenant": j.tenant, "created_at": j.created_at} for j in job_rows],
-                )
-            if inserts:
-                await conn.execute(tasks.insert(), [_row(r) for r in inserts])
+            if job_params:
+                await conn.execute(_insert_new(conn.dialect.name, jobs), job_params)
+            if new_rows:
+                await conn.execute(tasks.insert(), new_rows)
             if params:
                 await conn.execute(self._update, params)
 

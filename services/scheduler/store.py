@@ -20,7 +20,10 @@ class TaskStore(Protocol):
     async def commit(
         self, inserts: Sequence[TaskRecord], jobs: Sequence[JobRecord], updates: Sequence[TaskRecord]
     ) -> None:
-        """Insert new tasks and jobs and write the mutable columns of `updates`, atomically."""
+        """Insert new tasks and jobs and write the mutable columns of `updates`, atomically.
+
+        The rows are the records as they are when called, before the first await: the
+        records are live and may change while the transaction runs."""
 
     async def get(self, task_ids: Sequence[str]) -> list[TaskRecord]: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -467,3 +468,74 @@ async def test_prefetch_keeps_a_task_waiting_on_the_worker_per_slot(database_url
             await worker.close()
     finally:
         await app.stop()
+
+
+def _finish_after(worker: ScriptedWorker, a: pb.Assignment, seconds: float) -> None:
+    """Finish an assignment reporting that it ran for `seconds` (worker clock)."""
+    started = utcnow()
+    out = pb.TaskOutcome(
+        task_id=a.task.id,
+        attempt=a.task.attempt,
+        assignment_token=a.assignment_token,
+        outcome=types_pb2.OUTCOME_SUCCEEDED,
+        started_at=to_timestamp(started),
+        finished_at=to_timestamp(started + timedelta(seconds=seconds)),
+    )
+    worker.outbox.put_nowait(pb.ConnectWorkerRequest(results=pb.TaskResults(outcomes=[out])))
+
+
+@pytest.mark.parametrize(("run_s", "room"), [(0.001, 2 * (1 + 8)), (1.0, 2 * (1 + 1))])
+async def test_prefetch_grows_with_short_tasks_and_keeps_its_minimum_for_long_ones(database_url, run_s, room):
+    from dataclasses import replace
+
+    config = replace(
+        make_config(database_url),
+        worker_prefetch_per_slot=1,
+        worker_prefetch_max_per_slot=8,
+        prefetch_window_s=0.02,
+    )
+    app = SchedulerApp(config)
+    await app.start()
+    try:
+        async with authed_channel(f"127.0.0.1:{app.server.port}", TOKEN) as channel:
+            stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[classified() for _ in range(60)]))
+            worker = ScriptedWorker(stub, slots=2)
+            await worker.connect()
+            await assert_eventually(lambda: len(worker.assignments) == 4, msg="2 slots + 2 prefetched")
+            for a in list(worker.assignments[:3]):
+                _finish_after(worker, a, run_s)
+            held = lambda: len(worker.assignments) - 3  # noqa: E731
+            await assert_eventually(lambda: held() == room, msg=f"{room} held")
+            await asyncio.sleep(0.3)
+            assert held() == room
+            await worker.close()
+    finally:
+        await app.stop()
+
+
+async def test_tasks_whose_insert_fails_are_withdrawn_from_the_worker(scheduler, stub):
+    worker = ScriptedWorker(stub, slots=2)
+    await worker.connect()
+    commit = scheduler.store.commit
+    release = asyncio.Event()
+
+    async def failing(inserts, jobs, updates):
+        if inserts:
+            await release.wait()  # the task is placed and dispatched meanwhile
+            raise RuntimeError("database refused the insert")
+        await commit(inserts, jobs, updates)
+
+    scheduler.store.commit = failing  # type: ignore[method-assign]
+    task = classified()
+    enqueue = asyncio.ensure_future(stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[task])))
+    await assert_eventually(lambda: [a.task.id for a in worker.assignments] == [task.id], msg="dispatched")
+    release.set()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await enqueue
+    await assert_eventually(lambda: worker.cancels == [task.id], msg="withdrawn from the worker")
+    scheduler.store.commit = commit  # type: ignore[method-assign]
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[task.id]))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    await worker.close()
