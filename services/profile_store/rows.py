@@ -106,6 +106,12 @@ def _escaped_line(m: Metric, received: str) -> str:
     return _plain_line(escaped, received)
 
 
+def resource_rows(metrics: Sequence[Metric], now: datetime) -> list[tuple[Any, ...]]:
+    """Each reporting worker (as its latest metric says), seen now; resends count too."""
+    latest = {m.worker_id: m for m in metrics}
+    return [(w, m.device_model, m.worker_kind, now) for w, m in sorted(latest.items())]
+
+
 def key_values(key: ProfileKey) -> tuple[Any, ...]:
     """Values of KEY_COLUMNS."""
     return (

@@ -19,7 +19,7 @@ from switchyard.v1 import profile_store_pb2, profile_store_pb2_grpc
 Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_PAGE_SIZE = 100
 # Requests of one IngestMetrics stream checked and queued ahead of their acks.
-READ_AHEAD = 32
+READ_AHEAD = 16
 
 
 # A request as accepted: its metrics, the verdict on each, and the commit of those stored.

@@ -45,6 +45,7 @@ from services.profile_store.rows import (
     key_values,
     profile_of,
     profile_of_row,
+    resource_rows,
     stat_values,
     stats_of,
 )
@@ -116,7 +117,7 @@ class SqlProfileStore:
                     before = await self._writer.insert_samples(conn, unique, now)
                     stored = [i for k, i in first.items() if k not in before]
                     batch = await self._fold(conn, [metrics[i] for i in stored], now)
-                    batch.rows.resources = _resources(metrics, now)
+                    batch.rows.resources = resource_rows(metrics, now)
                     await self._writer.write(conn, batch.rows)
             except BaseException:
                 self._forget()
@@ -292,9 +293,3 @@ def _workload_time(p: Profile) -> WorkloadTime:
     return WorkloadTime(
         device_model=p.key.device_model, workload=_workload(p.key.id), seconds=p.mean_seconds, count=p.count
     )
-
-
-def _resources(metrics: Sequence[Metric], now: datetime) -> list[tuple[Any, ...]]:
-    """Each reporting worker (its latest metric), seen now; resends count too."""
-    latest = {m.worker_id: m for m in metrics}
-    return [(w, m.device_model, m.worker_kind, now) for w, m in sorted(latest.items())]
