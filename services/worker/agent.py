@@ -44,7 +44,7 @@ MAX_BATCH = 500
 # gRPC's completion queue; what arrives meanwhile joins the next message), and a started
 # event alone waits up to STARTED_LINGER_S for an outcome to travel with. An idle link
 # writes an outcome at once.
-WRITE_GAP_S = 0.003
+WRITE_GAP_S = 0.005
 STARTED_LINGER_S = 0.01
 DISCONNECTED = "SCHEDULER_DISCONNECTED"
 _Call = grpc.aio.StreamStreamCall[scheduler_pb2.ConnectWorkerRequest, scheduler_pb2.ConnectWorkerResponse]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -77,9 +78,10 @@ class SlotPool:
             for i in range(slots)
         ]
         self._on_started, self._on_finished = on_started, on_finished
-        self._free: asyncio.Queue[Slot] = asyncio.Queue()
+        self._free: deque[Slot] = deque()
+        # Jobs waiting for a slot, first come first served; a freed slot goes to the first.
+        self._waiters: deque[tuple[_Job, asyncio.Future[Slot | None]]] = deque()
         self._jobs: dict[str, _Job] = {}
-        self._waiting = 0
         self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
@@ -92,7 +94,7 @@ class SlotPool:
         return self._slots[0].handlers if self._slots else ()
 
     def free_slots(self) -> int:
-        return max(self._free.qsize() - self._waiting, 0)
+        return len(self._free)
 
     def running_task_ids(self) -> tuple[str, ...]:
         return tuple(self._jobs)
@@ -103,7 +105,7 @@ class SlotPool:
     async def start(self) -> None:
         await asyncio.gather(*(slot.start() for slot in self._slots))
         for slot in self._slots:
-            self._free.put_nowait(slot)
+            self._release(slot)
 
     def submit(self, assignment: Assignment) -> bool:
         """Accept an assignment (runs when a slot is free); False if the task is already here."""
@@ -183,24 +185,35 @@ class SlotPool:
 
     async def _acquire(self, job: _Job) -> Slot | None:
         """Wait for a free slot, or for the job to be cancelled first (then None)."""
-        if self._waiting == 0 and not self._free.empty():
-            return None if job.cancel.is_set() else self._free.get_nowait()
-        self._waiting += 1
-        getter = asyncio.ensure_future(self._free.get())
-        cancelled = asyncio.ensure_future(job.cancel.wait())
-        try:
-            await asyncio.wait({getter, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._waiting -= 1
-            cancelled.cancel()
-        if not getter.done():
-            getter.cancel()
-            return None
-        slot = getter.result()
         if job.cancel.is_set():
-            self._free.put_nowait(slot)
+            return None
+        if self._free and not self._waiters:
+            return self._free.popleft()
+        waiter: asyncio.Future[Slot | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((job, waiter))
+
+        def cancelled() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        job.on_cancel = cancelled
+        try:
+            slot = await waiter
+        finally:
+            job.on_cancel = None
+        if slot is not None and job.cancel.is_set():
+            self._release(slot)
             return None
         return slot
+
+    def _release(self, slot: Slot) -> None:
+        """A slot is free again: to the first job still waiting, else to the free list."""
+        while self._waiters:
+            _, waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(slot)
+                return
+        self._free.append(slot)
 
     async def _execute(self, job: _Job, slot: Slot, task: TaskInput) -> TaskReport:
         if not slot.alive():
@@ -214,7 +227,7 @@ class SlotPool:
             except SlotCrashed as exc:
                 self._spawn(self._recycle(slot, "crashed", running))
                 return self._report(job, Outcome.FAILED, failure=TaskFailure(Reason.SLOT_CRASHED, str(exc)))
-            self._free.put_nowait(slot)
+            self._release(slot)
             return await self._from_reply(job, task, reply)
         if job.cancel.is_set():
             self._spawn(self._recycle(slot, "cancelled", running))
@@ -256,7 +269,7 @@ class SlotPool:
         while not self._stopping:
             try:
                 await slot.restart(reason)
-                self._free.put_nowait(slot)
+                self._release(slot)
                 return
             except SlotCrashed:
                 log.exception("slot restart failed", extra={"slot": slot.index})
