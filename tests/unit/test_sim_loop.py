@@ -189,3 +189,107 @@ def test_backlogged_jain_sees_a_dominating_tenant():
         simulate(s, POLICIES["switchyard"](0), RunConfig(reprioritize_s=0.5, half_life_s=50)), 2.0, {}
     )
     assert fifo < 0.7 < fair
+
+
+def test_fair_share_book_adds_the_in_flight_charge_of_running_tasks():
+    from services.scheduler.core.priority import decay, fair_share_factor, in_flight_charge, usage_scores
+
+    book = FairShareBook(100.0, dampening=4.0)
+    book.charge("a", 30.0, 0.0)
+    book.start("b", 10.0)
+    book.start("b", 20.0)
+    book.start("c", 25.0)
+    now = 40.0
+    usage = {
+        "a": decay(30.0, now, 100.0),
+        "b": in_flight_charge(10.0, now) + in_flight_charge(20.0, now),
+        "c": in_flight_charge(25.0, now),
+    }
+    scores = usage_scores(usage, {})
+    for t in "abc":
+        assert book.usage_score(t, now) == pytest.approx(scores[t], rel=1e-9)
+        assert book.factor(t, now) == pytest.approx(fair_share_factor(scores[t], 1.0, 4.0), rel=1e-9)
+    # A task's end turns its in-flight charge into the same completed charge: U does not jump.
+    before = {t: book.usage_score(t, 50.0) for t in "abc"}
+    book.finish("b", 10.0, 50.0)
+    assert {t: book.usage_score(t, 50.0) for t in "abc"} == pytest.approx(before, rel=1e-9)
+    without = FairShareBook(100.0, in_flight=False)
+    without.start("b", 10.0)
+    assert without.usage_score("b", now) == 0.0
+
+
+@pytest.mark.parametrize("in_flight, first", [(True, "b2"), (False, "a2")])
+def test_in_flight_charge_orders_the_tenant_still_running_after_the_one_that_finished(in_flight, first):
+    # a1 runs from 0 (long), b1 from 2 to 12; a2 and b2 queue at 5. When b1 frees its slot at
+    # 12, a has held a device 12 s (in flight) and b 10 s (completed): b2 should go first.
+    arrivals = [
+        arrival("a1", tenant="a", work=100.0),
+        arrival("b1", at=2.0, tenant="b", work=10.0),
+        arrival("a2", at=5.0, tenant="a"),
+        arrival("b2", at=5.0, tenant="b"),
+    ]
+    workers = [gpu("g1", "cpu"), gpu("g2", "cpu")]
+    config = RunConfig(keep_placements=True, half_life_s=1e9, in_flight=in_flight)
+    sim = Simulation(scenario(arrivals, workers), POLICIES["switchyard"](0), config)
+    sim.run()
+    assert [(t, tid) for t, tid, _ in sim.placements][2] == (12.0, first)
+
+
+def test_priority_value_agrees_with_priority_exactly():
+    import random
+
+    from services.scheduler.core.priority import PriorityWeights, fixed_terms, priority, priority_value
+
+    rng = random.Random(5)
+    weights = PriorityWeights()
+    for i in range(500):
+        deadline = rng.choice([None, rng.uniform(0, 900)])
+        task = arrival(
+            f"t{i}",
+            at=rng.uniform(0, 900),
+            priority_class=rng.choice([0, 30, 70, 100, 150]),
+            qos_class=rng.choice(list(QosClass)),
+            deadline=deadline,
+        ).demand
+        now, fair = rng.uniform(0, 2000), rng.choice([0.0, 0.3, 1.0, 1.5])
+        assert priority_value(task, now, fair, weights) == priority(task, now, fair, weights)
+        fixed = fixed_terms(task, weights)
+        assert (fixed is None) == (deadline is not None)
+        if fixed is not None:
+            assert priority_value(task, now, fair, weights, fixed) == priority(task, now, fair, weights)
+
+
+def test_backlogged_jain_counts_device_time_per_share_of_tenants_backlogged_all_window():
+    from services.scheduler.simulator.records import Records
+
+    records = Records()
+    # (tenant, ready, start, end): x is queued for all of [0, 10) and runs 6 s of it;
+    # y is queued for all of it and runs 2 s; z is queued only from 4, so it is left out.
+    for n, (tenant, ready, start, end) in enumerate(
+        [
+            ("x", 0, 0, 6),
+            ("x", 0, 11, 12),
+            ("y", 0, 8, 10),
+            ("y", 0, 12, 13),
+            ("z", 4, 4, 9),
+            ("z", 4, 13, 14),
+        ]
+    ):
+        records.add(
+            arrival(f"t{n}", at=float(ready), tenant=tenant), float(ready), float(start), float(end), "g"
+        )
+    index, windows = backlogged_jain(records, 10.0, {"x": 2.0})
+    x, y = 6.0 / 2.0, 2.0 / 1.0
+    assert windows == 1 and index == pytest.approx(jain([x, y]))
+
+
+def test_repeat_runs_each_seed_and_reports_median_and_range():
+    from services.scheduler.simulator.run import repeat
+
+    arrivals = [arrival(f"t{i}", at=float(i), work=3.0, tenant="xy"[i % 2]) for i in range(40)]
+    s = scenario(arrivals, [gpu("f1"), gpu("s1", "slow")])
+    r = repeat(lambda seed: s, [0, 1, 2], RunConfig(jitter=0.3), policies=["switchyard", "fifo"])
+    assert r.seeds == [0, 1, 2] and r.policies == ["switchyard", "fifo"]
+    means = sorted(f.jct_mean for f in r.of("fifo"))
+    assert len(set(means)) == 3  # the seed sets the execution-time noise
+    assert r.spread("fifo", lambda f: f.jct_mean) == (means[1], means[0], means[2])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from services.scheduler.simulator import scenarios
@@ -22,9 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1000, help="synthetic: workers")
     p.add_argument("--tasks", type=int, default=10_000, help="synthetic: tasks")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--reprioritize-s", type=float, default=5.0, help="virtual seconds between reprioritizations"
-    )
+    p.add_argument("--reprioritize-s", type=float, help="virtual seconds between reprioritizations")
+    p.add_argument("--half-life-s", type=float, help="fair-share usage half-life (virtual s)")
+    p.add_argument("--dampening", type=float, help="fair-share dampening factor (1 = classic)")
+    p.add_argument("--jitter", type=float, help="lognormal sigma of execution-time noise")
     p.add_argument("--jain-window-s", type=float, help="window of Jain's index over backlogged tenants")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
@@ -36,7 +37,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         build = scenarios.SCENARIOS[args.scenario]
         scenario = build(args.traces, limit=args.limit, **kw)
-    config = RunConfig(seed=args.seed, reprioritize_s=args.reprioritize_s)
+    config = scenarios.RUN_CONFIGS.get(args.scenario, RunConfig())
+    changes = {
+        "reprioritize_s": args.reprioritize_s,
+        "half_life_s": args.half_life_s,
+        "fair_share_dampening": args.dampening,
+        "jitter": args.jitter,
+    }
+    config = replace(config, seed=args.seed, **{k: v for k, v in changes.items() if v is not None})
     result = compare(scenario, args.policy or list(POLICIES), config, args.jain_window_s)
     if args.json:
         print(json.dumps([asdict(f) for f in result.figures], indent=2, default=str))

@@ -5,7 +5,9 @@ which they were scheduled; arrivals come lazily from the workload, in trace orde
 instant the loop (1) applies every completion due (freeing slots, charging the tenant's
 usage, releasing dependents), (2) admits every arrival due, (3) runs placement cycles until
 one places nothing, and schedules each placed task's completion. The priority of queued
-tasks is recomputed every `reprioritize_s` virtual seconds, as the service does.
+tasks is recomputed before a placement cycle whenever it is `reprioritize_s` virtual seconds
+old or more: the service recomputes it every `reprioritize_interval_s`, and placing is the
+only use of it, so recomputing lazily keeps the same bound on its age for less work.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from services.scheduler.simulator.model import Arrival, Scenario
 from services.scheduler.simulator.policies import Policy
 from services.scheduler.simulator.records import Records
 
-COMPLETION, REPRIORITIZE = 0, 1
+COMPLETION = 0
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class Simulation:
         self._children: dict[str, list[str]] = {}
         self._events: list[tuple[float, int, int, str, str]] = []
         self._seq = 0
-        self._reprioritize_at: float | None = None
+        self._prioritized_at = -math.inf
         self._rng = random.Random(self.config.seed)
         self.cycles = 0
         policy.bind(self)
@@ -99,11 +101,8 @@ class Simulation:
             t = min(events[0][0] if events else math.inf, upcoming.at if upcoming else math.inf)
             self.clock.advance(t - self.clock.now())
             while events and events[0][0] == t:
-                _, _, kind, task_id, worker_id = heapq.heappop(events)
-                if kind == COMPLETION:
-                    self._complete(task_id, worker_id, t)
-                else:
-                    self._reprioritize(t, more=bool(events) or upcoming is not None)
+                _, _, _kind, task_id, worker_id = heapq.heappop(events)
+                self._complete(task_id, worker_id, t)
             while upcoming is not None and upcoming.at == t:
                 self._arrive(upcoming, t)
                 upcoming = next(arrivals, None)
@@ -130,23 +129,22 @@ class Simulation:
         task = arrival.demand
         self._ready[task.task_id] = t
         self.queues[task.group].push(task.task_id, self.policy.priority(task, self.clock.now()))
-        if self.policy.reprioritizes and self._reprioritize_at is None:
-            self._reprioritize_at = t + self.config.reprioritize_s
-            self._schedule(self._reprioritize_at, REPRIORITIZE)
 
-    def _reprioritize(self, t: float, more: bool) -> None:
-        self._reprioritize_at = None
-        if not any(self.queues.values()):
-            return
+    def _reprioritize(self, t: float) -> None:
+        self._prioritized_at = t
         of, tasks = self.policy.priority_of(self.clock.now()), self._tasks
         for queue in self.queues.values():
             if queue:
                 queue.reprioritize(lambda tid: of(tasks[tid].demand))
-        if more:
-            self._reprioritize_at = t + self.config.reprioritize_s
-            self._schedule(self._reprioritize_at, REPRIORITIZE)
 
     def _place(self, t: float) -> None:
+        if (
+            self.policy.reprioritizes
+            and t - self._prioritized_at >= self.config.reprioritize_s
+            and self.fleet.free_slots > 0
+            and any(self.queues.values())
+        ):
+            self._reprioritize(t)
         while self.fleet.free_slots > 0 and any(self.queues.values()):
             decisions = self.policy.decide()
             self.cycles += 1

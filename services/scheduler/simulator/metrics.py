@@ -105,8 +105,9 @@ def figures(
 
 def backlogged_jain(records: Records, window_s: float, shares: Mapping[str, float]) -> tuple[float, int]:
     """Mean Jain's index, over windows of `window_s`, of device time per share among the
-    tenants backlogged (a task of theirs queued) throughout the window; windows with fewer
-    than two such tenants are left out. Returns (mean index, windows counted)."""
+    tenants backlogged (a task of theirs queued) throughout the window. Windows start at the
+    first event; those with fewer than two such tenants are left out, and so is the last,
+    unfinished one. Returns (mean index, windows counted)."""
     events: list[tuple[float, int, int]] = []
     for i in range(len(records)):
         t = records.tenant[i]
@@ -120,11 +121,12 @@ def backlogged_jain(records: Records, window_s: float, shares: Mapping[str, floa
     events.sort()
     n = len(records.tenants)
     waiting, running = [0] * n, [0] * n
-    since: list[float | None] = [None] * n
+    since: list[float] = [math.inf] * n
     served, last = [0.0] * n, [0.0] * n
-    snapshot: dict[int, float] = {}
     window_start = events[0][0]
     boundary = window_start + window_s
+    # Device time each tenant had been served when the window opened.
+    at_start = [0.0] * n
     indexes: list[float] = []
 
     def flush(t: int, now: float) -> None:
@@ -133,18 +135,16 @@ def backlogged_jain(records: Records, window_s: float, shares: Mapping[str, floa
 
     for when, kind, t in events:
         while when >= boundary:
-            xs = []
-            for tenant, at_start in snapshot.items():
-                if waiting[tenant] > 0 and since[tenant] is not None and since[tenant] <= window_start:  # type: ignore[operator]
-                    flush(tenant, boundary)
-                    xs.append((served[tenant] - at_start) / shares.get(records.tenants[tenant], 1.0))
+            for tenant in range(n):
+                flush(tenant, boundary)
+            xs = [
+                (served[k] - at_start[k]) / shares.get(records.tenants[k], 1.0)
+                for k in range(n)
+                if waiting[k] > 0 and since[k] <= window_start
+            ]
             if len(xs) >= 2:
                 indexes.append(jain(xs))
-            snapshot = {}
-            for tenant in range(n):
-                if waiting[tenant] > 0:
-                    flush(tenant, boundary)
-                    snapshot[tenant] = served[tenant]
+            at_start = served.copy()
             window_start, boundary = boundary, boundary + window_s
         flush(t, when)
         if kind == WAIT_ON:
@@ -154,7 +154,7 @@ def backlogged_jain(records: Records, window_s: float, shares: Mapping[str, floa
         elif kind == WAIT_OFF:
             waiting[t] -= 1
             if waiting[t] == 0:
-                since[t] = None
+                since[t] = math.inf
         elif kind == RUN_ON:
             running[t] += 1
         else:

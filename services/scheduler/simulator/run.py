@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import resource
+import statistics
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from services.scheduler.simulator.loop import RunConfig, simulate
 from services.scheduler.simulator.metrics import Bound, Figures, figures, offline_bound
@@ -36,6 +37,46 @@ def compare(
         f.extra["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         out.append(f)
     return Comparison(scenario, out, offline_bound(scenario))
+
+
+@dataclass
+class Repeated:
+    """The same comparison run once per seed (DESIGN §9: medians with their min-max)."""
+
+    seeds: list[int]
+    runs: list[Comparison]
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.runs[0].scenario
+
+    @property
+    def policies(self) -> list[str]:
+        return [f.policy for f in self.runs[0].figures]
+
+    def of(self, policy: str) -> list[Figures]:
+        return [next(f for f in c.figures if f.policy == policy) for c in self.runs]
+
+    def median(self, policy: str, value: Callable[[Figures], float]) -> float:
+        return statistics.median(value(f) for f in self.of(policy))
+
+    def spread(self, policy: str, value: Callable[[Figures], float]) -> tuple[float, float, float]:
+        """(median, min, max) of one figure over the seeds."""
+        xs = [value(f) for f in self.of(policy)]
+        return statistics.median(xs), min(xs), max(xs)
+
+
+def repeat(
+    build: Callable[[int], Scenario],
+    seeds: Sequence[int],
+    config: RunConfig,
+    policies: Sequence[str] = tuple(POLICIES),
+    jain_window_s: float | None = None,
+) -> Repeated:
+    """`compare` once per seed: the scenario is built with the seed (its random parts) and
+    the run gets it too (execution-time jitter, least-loaded's tie ranks)."""
+    runs = [compare(build(seed), policies, replace(config, seed=seed), jain_window_s) for seed in seeds]
+    return Repeated(list(seeds), runs)
 
 
 def table(c: Comparison) -> list[str]:
