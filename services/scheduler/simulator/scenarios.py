@@ -34,7 +34,8 @@ def _scenario(name: str, workers: list[WorkerSlots], arrivals: list[Arrival], sp
     return Scenario(name, Cluster(workers), workload, speeds)
 
 
-def _window(what: str, skipped: Skipped) -> str:
+def _window(what: str, skipped: Skipped, limit: int | None) -> str:
+    what = what if limit is None else f"the first {limit:,} rows of each file only"
     return f"time window: {what}; {len(skipped)} malformed rows skipped"
 
 
@@ -57,7 +58,7 @@ def alibaba_gpu_replay(
         "one slot per GPU (fractional pods hold a whole GPU, multi-GPU pods one slot); "
         "CPU nodes one slot per 8 cores",
         "trace durations are seconds on the reference device (speed 1.0); one tenant; no SLO",
-        _window("every pod; the 27 created before day 115 arrive at its start", skipped),
+        _window("every pod; the 27 created before day 115 arrive at its start", skipped, limit),
     ]
     return s
 
@@ -75,7 +76,7 @@ def genai_replay(traces: Path = DEFAULT_TRACES, *, load: float = 0.95, limit: in
         f"time compression {c:,.1f}x (offered load {load:.0%} of reference capacity {cap:.1f})",
         "assumed fleet " + ", ".join(f"{n} x {m}" for m, n in genai.FLEET.items()) + ", one request per GPU",
         "exec_time_seconds is the time on the reference device (A100 = 1.0); every tenant's share is 1",
-        _window("the whole trace (23 days)", skipped),
+        _window("the whole trace (23 days)", skipped, limit),
     ]
     return s
 
@@ -118,7 +119,7 @@ def azure_llm_mix(
         "work = 0.15 s + prompt/20,000 tok/s + output x 20 ms on the reference GPU (A100 = 1.0)",
         "batch background: jobs of 64 training_step tasks (mean 20 s) submitted at once, "
         "Poisson job arrivals",
-        _window("both files whole (about 58 minutes)", skipped),
+        _window("both files whole (about 58 minutes)", skipped, limit),
     ]
     return s
 
@@ -149,10 +150,18 @@ def synthetic_fleet(
 # a half-life short against the 1-h window Jain's index is measured over (an hour of the
 # replay is 30 h of the trace) and long against one request (23 s median); a dampening that
 # keeps the factor from collapsing to 0 for every tenant above a few times its 1/4,247 share.
+# Priorities are recomputed at a placement when 1 virtual s old: a slot frees about every
+# 1.5 s, and at the service's 5 s the placements in between all go to whichever tenant was
+# on top when they were last computed.
 GENAI_HALF_LIFE_S = 900.0
 GENAI_DAMPENING = 100.0
+GENAI_REPRIORITIZE_S = 1.0
 RUN_CONFIGS: dict[str, RunConfig] = {
-    "genai": RunConfig(half_life_s=GENAI_HALF_LIFE_S, fair_share_dampening=GENAI_DAMPENING),
+    "genai": RunConfig(
+        half_life_s=GENAI_HALF_LIFE_S,
+        fair_share_dampening=GENAI_DAMPENING,
+        reprioritize_s=GENAI_REPRIORITIZE_S,
+    ),
 }
 
 
@@ -161,7 +170,10 @@ def genai_fair_share_notes() -> list[str]:
         f"fair share: usage half-life {GENAI_HALF_LIFE_S:,.0f} virtual s (the service's default is "
         "3,600 s; an hour of this replay is 30 h of the trace, and Jain's index is taken per hour)",
         "fair share: usage = completed device time plus the in-flight charge of running tasks "
-        "(`core.priority.in_flight_charge`); priorities recomputed every 5 virtual s, as the service does",
+        "(`core.priority.in_flight_charge`)",
+        f"fair share: priorities recomputed before a placement once they are {GENAI_REPRIORITIZE_S:g} "
+        "virtual s old (the service's default interval is 5 s; here a slot frees about every 1.5 s, and "
+        "every placement between two recomputations goes to the tenant that was on top at the first)",
         f"fair share: factor 2^(-U/(S·d)) with Slurm's dampening d = {GENAI_DAMPENING:g} (core.priority."
         "fair_share_factor): with 4,247 tenants S = 1/4,247, and without it every backlogged tenant's "
         "factor is about 0, so the factor no longer orders them",
