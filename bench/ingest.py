@@ -259,6 +259,7 @@ def measure(n: int, batch: int, repeats: int) -> dict[str, Any]:
         rows = [tuple(sample_row(convert.metric_from_proto(m), _now())[c] for c in COLUMNS) for m in metrics]
         runs: dict[str, list[float]] = {"ingest": [], "insert": [], "copy": [], "copy_group": []}
         cpu_us, per_transaction = [], []
+        load = [os.getloadavg()[0]]
         for _ in range(repeats):  # interleaved, so that noise hits all of them alike
             one = asyncio.run(ingest_once(url, requests, batch))
             runs["ingest"].append(n / one["seconds"])
@@ -267,6 +268,7 @@ def measure(n: int, batch: int, repeats: int) -> dict[str, Any]:
             runs["insert"].append(n / insert_once(url, rows, batch))
             runs["copy"].append(n / copy_once(url, rows, batch))
             runs["copy_group"].append(n / copy_once(url, rows, GROUP_MAX))
+        load.append(os.getloadavg()[0])
         where = profile_ingest(url, requests, batch)
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
@@ -279,6 +281,7 @@ def measure(n: int, batch: int, repeats: int) -> dict[str, Any]:
         "rates": runs,
         "loop_cpu_us_per_metric": cpu_us,
         "metrics_per_transaction": per_transaction,
+        "load_average": load,
         "profile": where,
     }
 
@@ -299,7 +302,9 @@ def report(result: dict[str, Any], command: str) -> list[str]:
         [
             f"{result['metrics']:,} metrics in requests of {batch}, {result['repeats']} repeats "
             "(median, min-max), interleaved. PostgreSQL 15 at its default durability "
-            "(synchronous_commit=on). A shared 2-CPU machine: compare ratios, not absolutes.",
+            "(synchronous_commit=on). A shared machine with 2 CPUs (1-minute load average "
+            f"{result['load_average'][0]:.1f} before the runs, {result['load_average'][1]:.1f} after): "
+            "compare ratios, not absolutes.",
             "The service figure goes through the gRPC IngestMetrics stream (client and server in one "
             "process and one event loop; the client writes every request without waiting for acks, as "
             "the worker's shipper does) and includes the checks, the assignment-token HMAC, the sample "
@@ -341,6 +346,40 @@ def report(result: dict[str, Any], command: str) -> list[str]:
 NOTES = [
     "Workload: 16 workers on 4 device models, 480 profile keys, 12 tenants; metrics come in runs "
     "of 25 from one worker and key.",
+    "",
+    "## The ingest path",
+    "",
+    "1. A request's metrics are checked together (services/profile_store/intake.py): one pass reads "
+    "every field of every metric into a row, and a screen over the columns (one regular expression "
+    "over all the names, min/max over the numbers, a finite sum over the floats) proves the whole "
+    "request clean; otherwise each metric goes through the per-metric validator, so rejections "
+    "name the same fields in the same words. The token HMAC is checked per metric, then the domain "
+    "`Metric` is built straight from the row.",
+    "2. A stream's requests are read and checked ahead of their acks (up to 16) and handed to group "
+    "commit (group_commit.py): the requests that arrive while a transaction runs share the next "
+    "one, whole, up to 5,000 metrics, from one pipelined stream or from many.",
+    "3. One transaction per group (sql_store.py, sql_write.py): the samples go in by one COPY into a "
+    "temporary table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING that answers with the "
+    "duplicates only; the new metrics are folded in Python per profile key and per (key, worker) in "
+    "arrival order (fold.py), so every figure is bit-for-bit that of one-at-a-time ingest (tested "
+    "on both backends), one row per key; the profile, worker-profile, resource and tenant-usage "
+    "upserts travel in one pipelined round trip; the committed stats, speeds and tenant usage stay "
+    "in memory, so a transaction reads nothing back. SQLite takes the same folds with SQLAlchemy "
+    "Core statements.",
+    "4. Acks go out after the commit, built in place in the response; a stored metric's ack carries "
+    "no status (it reads as code 0, OK).",
+    "",
+    "## What is left",
+    "",
+    "The event loop spends its time on per-metric Python. Measured apart (500 metrics, best of 30, "
+    "µs per metric, on the same shared machine): the whole check 8.7 (reading the fields 2.2, the "
+    "screen 1.0, the token HMAC 2.5, building the `Metric` about 3), the COPY text 3.4, grouping, "
+    "folds and tenant charges about 2.5, acks about 1; in the run, psycopg and SQLAlchemy, gRPC, "
+    "the client and the garbage collector (about one full collection per pass) "
+    "take the rest. The machine is shared: while other work holds its two CPUs the event loop gets "
+    "part of one, which is why the figures move between runs; the event-loop CPU per metric is the "
+    "steadier figure. Next steps: verifying a request's tokens in one call (common/tokens.py), "
+    "`gc.freeze()` after start-up in the service process, and array-parameter upserts.",
 ]
 
 
