@@ -104,6 +104,8 @@ class Engine:
         except Exception:
             self._withdraw(fresh)
             raise
+        if any(r.state.terminal and self.tasks.get(r.id) is r for r in fresh):
+            await self.committer.flush()  # a task that finished meanwhile is shown once durable
         return [existing.get((r.tenant, r.idempotency_key or ""), r) for r in records]
 
     def _withdraw(self, records: Sequence[TaskRecord]) -> None:

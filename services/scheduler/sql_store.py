@@ -65,6 +65,7 @@ class SqlTaskStore:
             .where(tasks.c.id == sa.bindparam("b_id"))
             .values({name: sa.bindparam(f"b_{name}") for name in MUTABLE})
         )
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 
     async def commit(
         self, inserts: Sequence[TaskRecord], job_rows: Sequence[JobRecord], updates: Sequence[TaskRecord]
@@ -81,7 +82,20 @@ class SqlTaskStore:
             if new_rows:
                 await conn.execute(tasks.insert(), new_rows)
             if params:
-                await conn.execute(self._update, params)
+                sql, order = self._driver_update(conn.dialect)
+                rows = params if order is None else [tuple(p[name] for name in order) for p in params]
+                # Straight to the driver's executemany: the statement is compiled once per
+                # dialect instead of SQLAlchemy processing every row's parameters each time.
+                await conn.exec_driver_sql(sql, rows)
+
+    def _driver_update(self, dialect: sa.Dialect) -> tuple[str, tuple[str, ...] | None]:
+        """The UPDATE in the driver's parameter style, and the bind order if positional."""
+        cached = self._compiled.get(dialect.name)
+        if cached is None:
+            compiled = self._update.compile(dialect=dialect)
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            cached = self._compiled[dialect.name] = (compiled.string, order)
+        return cached
 
     async def _select(self, query: sa.Select[Any]) -> list[TaskRecord]:
         async with self.engine.connect() as conn:
