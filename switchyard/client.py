@@ -244,13 +244,17 @@ class _Waiter:
         self.changed.set()
 
     async def _follow(self) -> None:
-        """Feed from WatchTasks (whose first message is the current state), reopening a
-        stream that ends; polling alone covers the rest. An error that a retry cannot mend
-        (an unknown task, a bad request) ends the wait with that error."""
-        while self.remaining:
+        """Feed from WatchTasks, one stream per ID_CHUNK ids (a request names at most as many
+        ids as a submit may hold); each stream's first message is the current state."""
+        await asyncio.gather(*(self._follow_chunk(chunk) for chunk in _chunks(self.unfinished())))
+
+    async def _follow_chunk(self, ids: Sequence[str]) -> None:
+        """Reopen a stream that ends; polling alone covers the rest. An error that a retry
+        cannot mend (an unknown task, a bad request) ends the wait with that error."""
+        while left := [i for i in ids if i in self.remaining]:
             started = time.monotonic()
             try:
-                async for task in self.client.watch_tasks(self.unfinished()):
+                async for task in self.client.watch_tasks(left):
                     self._update([task])
             except SwitchyardError as exc:
                 if not exc.retryable:

@@ -11,15 +11,15 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from common.errors import Violations
 from common.tokens import sign_assignment
+from services.scheduler.admission import check_dependencies, idempotent_hits, unreachable_deadline
 from services.scheduler.commit import Committer
 from services.scheduler.config import SchedulerConfig
 from services.scheduler.convert import record_from_proto
 from services.scheduler.core.clock import Clock
 from services.scheduler.core.cycle import CycleLimits, SchedulerView, plan_cycle
 from services.scheduler.core.model import Group
-from services.scheduler.core.placement import Priors, fastest_completion
+from services.scheduler.core.placement import Priors
 from services.scheduler.core.priority import PriorityWeights, priority
 from services.scheduler.core.queues import GroupQueue
 from services.scheduler.deps import Dependencies
@@ -76,11 +76,11 @@ class Engine:
         """Store classified tasks durably, then queue them; returns the stored records."""
         now = self.clock.now()
         records = [record_from_proto(t, now) for t in incoming]
-        existing = await self._idempotent_hits(records)
+        existing = await idempotent_hits(self.store, self.tasks, records)
         fresh = [r for r in records if (r.tenant, r.idempotency_key or "") not in existing]
         for tenant in sorted({r.tenant for r in fresh}):
             self.tenants.admit(tenant, sum(1 for r in fresh if r.tenant == tenant), now)
-        await self._check_dependencies(fresh)
+        await check_dependencies(self.store, self.tasks, fresh)
         failed_deps = await self.deps.prepare(fresh, self.tasks, self.store)
         for record in fresh:
             record.queued_at = now
@@ -128,40 +128,7 @@ class Engine:
                 self._idempotent.pop((record.tenant, record.idempotency_key), None)
 
     def _unreachable_deadline(self, record: TaskRecord, now: float) -> str | None:
-        """Why an EXPIRE-on-miss task cannot meet its deadline on any live worker, if so."""
-        task = record.demand
-        if not task.expire_on_miss or task.deadline is None:
-            return None
-        best = fastest_completion(task, self.workers.fleet, self.profiles, self.priors, now)
-        if best is None:
-            return "no eligible worker is alive to meet the deadline"
-        if best > task.deadline:
-            return f"the fastest eligible device needs until {best - task.deadline:.3f}s past the deadline"
-        return None
-
-    async def _idempotent_hits(self, records: list[TaskRecord]) -> dict[tuple[str, str], TaskRecord]:
-        hits: dict[tuple[str, str], TaskRecord] = {}
-        by_tenant: dict[str, list[str]] = {}
-        for r in records:
-            if r.idempotency_key:
-                by_tenant.setdefault(r.tenant, []).append(r.idempotency_key)
-        for tenant, keys in by_tenant.items():
-            for found in await self.store.find_idempotent(tenant, keys):
-                live = self.tasks.get(found.id, found)
-                hits[(tenant, found.idempotency_key or "")] = live
-        return hits
-
-    async def _check_dependencies(self, records: list[TaskRecord]) -> None:
-        batch = {r.id for r in records}
-        wanted = {d for r in records for d in r.depends_on if d not in batch and d not in self.tasks}
-        found = {t.id: t for t in await self.store.get(sorted(wanted))}
-        problems = Violations()
-        for i, r in enumerate(records):
-            for d in r.depends_on:
-                owner = self.tasks.get(d) or found.get(d)
-                if d not in batch and (owner is None or owner.tenant != r.tenant):
-                    problems.add(f"tasks[{i}].spec.depends_on", f"unknown task {d!r}")
-        problems.raise_if_any()
+        return unreachable_deadline(record.demand, self.workers.fleet, self.profiles, self.priors, now)
 
     def _admit(self, record: TaskRecord, fair: float | None = None, now: float | None = None) -> None:
         if record.state.terminal:

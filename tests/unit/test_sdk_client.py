@@ -22,6 +22,7 @@ class FakeClassifier(classifier_pb2_grpc.ClassifierServiceServicer):
         self.tasks: dict[str, types_pb2.Task] = {}
         self.watch_sends = watch_sends
         self.get_calls = 0
+        self.watched: list[int] = []
 
     async def SubmitTasks(self, request: Any, context: Any) -> classifier_pb2.SubmitTasksResponse:
         specs = list(request.tasks)
@@ -51,6 +52,7 @@ class FakeClassifier(classifier_pb2_grpc.ClassifierServiceServicer):
     async def WatchTasks(
         self, request: Any, context: Any
     ) -> AsyncIterator[classifier_pb2.WatchTasksResponse]:
+        self.watched.append(len(request.task_ids))
         if self.watch_sends:
             yield classifier_pb2.WatchTasksResponse(tasks=[self.tasks[request.task_ids[0]]])
 
@@ -106,6 +108,20 @@ async def test_wait_returns_in_order_once_all_terminal(fake: tuple[str, FakeClas
     assert [t.id for t in done] == ids
     assert all(t.state == SUCCEEDED for t in done)
     assert set(seen) == set(ids)
+
+
+async def test_wait_on_more_ids_than_a_request_holds_watches_in_chunks(
+    fake: tuple[str, FakeClassifier],
+) -> None:
+    from switchyard.client import ID_CHUNK
+
+    address, servicer = fake
+    async with Client(address, "t") as client:
+        ids = (await client.submit([task("noop")] * (2 * ID_CHUNK + 1))).task_ids
+        servicer.finish(*ids)
+        done = await client.wait(ids, timeout=10, poll_interval=0.05)
+    assert [t.id for t in done] == ids and all(t.state == SUCCEEDED for t in done)
+    assert servicer.watched and max(servicer.watched) <= ID_CHUNK
 
 
 async def test_wait_times_out_with_one_error(fake: tuple[str, FakeClassifier]) -> None:
