@@ -28,6 +28,15 @@ _Accepted = tuple[
 ]
 
 
+def _forget(item: _Accepted | Exception | None) -> None:
+    if isinstance(item, tuple):
+        committed = item[2]
+        if not committed.done():
+            committed.cancel()
+        elif not committed.cancelled():
+            committed.exception()  # retrieved: a failed commit is not reported twice
+
+
 class ProfileStoreServicer(profile_store_pb2_grpc.ProfileStoreServiceServicer):
     def __init__(
         self,
@@ -60,6 +69,8 @@ class ProfileStoreServicer(profile_store_pb2_grpc.ProfileStoreServiceServicer):
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
+            while not accepted.empty():  # requests never answered: their commits go unheard
+                _forget(accepted.get_nowait())
 
     async def _read(
         self,

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import pytest
 
+from common.tokens import sign_assignment
 from services.profile_store import fold, usage
 from services.profile_store.feed import ChangeFeed
 from services.profile_store.group_commit import GroupCommit
 from services.profile_store.model import IngestResult, Metric, ModelRef, Outcome, Precision
+from services.profile_store.servicer import ProfileStoreServicer
 from services.profile_store.stats import ProfileStats, QuantileSketch, batch_bucket
 from services.profile_store.store import ProfileStore
+from switchyard.v1 import profile_store_pb2, types_pb2
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -165,3 +168,27 @@ async def test_a_failed_commit_fails_every_request_of_its_group() -> None:
         with pytest.raises(RuntimeError, match="database down"):
             await future
     assert store.calls == [["t0"], ["t1", "t2"]]
+
+
+async def test_a_failed_commit_ends_the_stream_and_nothing_is_acked() -> None:
+    store = SlowStore()
+    store.fail = True
+    store.release.set()
+    servicer = ProfileStoreServicer(
+        cast(ProfileStore, store), ChangeFeed(0.01), internal_token="s", batch_max=10
+    )
+
+    async def requests() -> AsyncIterator[profile_store_pb2.IngestMetricsRequest]:
+        for i in range(3):
+            m = types_pb2.ResultMetrics(
+                task_id=f"t{i}", attempt=1, worker_id="w", device_model="d", category="c", tenant="x",
+                outcome=types_pb2.OUTCOME_FAILED, assignment_token=sign_assignment("s", f"t{i}", 1, "w"),
+            )  # fmt: skip
+            yield profile_store_pb2.IngestMetricsRequest(metrics=[m])
+
+    responses = []
+    with pytest.raises(RuntimeError, match="database down"):
+        async for response in servicer.IngestMetrics(requests(), None):  # type: ignore[arg-type]
+            responses.append(response)
+    assert responses == [] and store.calls[0][0] == "t0"  # t1, t2 may have shared its transaction
+    await servicer.close()
