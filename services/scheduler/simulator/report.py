@@ -70,22 +70,33 @@ def goals(results: dict[str, Repeated]) -> list[str]:
     )
     ratio = statistics.median(ratios)
     jain = ge.median("switchyard", lambda f: f.jain_mean)
+    seeds_below = sum(1 for f in ge.of("switchyard") if not f.jain_mean >= 0.95)
+    lc_below = sum(1 for f in az.of("switchyard") if not f.slo_attainment >= 0.99)
     return [
         "## Goals",
         "",
         "* LC SLO attainment >= 99% at 80% offered load on the Azure-LLM mix, FIFO and least-loaded below: "
         f"{MET[sw >= 0.99 and below]} (switchyard {slo('switchyard')}, fifo {slo('fifo')}, "
-        f"least-loaded {slo('least-loaded')}).",
+        f"least-loaded {slo('least-loaded')}){_caveat(lc_below, len(az.seeds), '99%')}.",
         "* Mean JCT >= 1.5x better than heterogeneity-blind (least-loaded) on the Alibaba GPU 2023 replay: "
-        f"{MET[ratio >= 1.5]} ({ratio:.2f}x, {ratios[0]:.2f}-{ratios[-1]:.2f}x; switchyard "
+        f"{MET[ratio >= 1.5]} ({ratio:.2f}x, {ratios[0]:.2f}-{ratios[-1]:.2f}x"
+        f"{_caveat(sum(1 for x in ratios if x < 1.5), len(ratios), '1.5x')}; switchyard "
         f"{_range(ag.spread('switchyard', lambda f: f.jct_mean), ',.0f')} s, least-loaded "
         f"{_range(ag.spread('least-loaded', lambda f: f.jct_mean), ',.0f')} s).",
         f"* Jain's index >= 0.95 over backlogged tenants on the GenAI replay: {MET[jain >= 0.95]} "
         f"(switchyard {_range(ge.spread('switchyard', lambda f: f.jain_mean), '.3f')}, fifo "
         f"{_range(ge.spread('fifo', lambda f: f.jain_mean), '.3f')}, least-loaded "
-        f"{_range(ge.spread('least-loaded', lambda f: f.jain_mean), '.3f')}).",
+        f"{_range(ge.spread('least-loaded', lambda f: f.jain_mean), '.3f')})"
+        f"{_caveat(seeds_below, len(ge.seeds), '0.95')}.",
         "",
     ]
+
+
+def _caveat(below: int, seeds: int, threshold: str) -> str:
+    """What the median hides: how many seeds fell short of the threshold."""
+    if below == 0:
+        return ""
+    return f"; judged on the median: {below} of {seeds} seeds below {threshold}"
 
 
 def tenant_table(r: Repeated, top: int = 6) -> list[str]:
