@@ -108,6 +108,11 @@ def _same(scenario: Scenario) -> Callable[[int], Scenario]:
     return lambda _seed: scenario
 
 
+def _slot_interval(r: Repeated) -> float:
+    """Mean virtual seconds between two completions of the Switchyard runs (medians)."""
+    return r.median("switchyard", lambda f: f.makespan / f.completed if f.completed else float("nan"))
+
+
 def fair_share_ablation(genai: Scenario, final: RunConfig, runs: Repeated) -> list[Ablation]:
     """Seed 0 of the GenAI replay with the fair-share changes added one at a time, from the
     settings the report had before them to the ones it uses now (the last row, from `runs`)."""
@@ -223,8 +228,8 @@ def report(
             "priorities are recomputed). Between two recomputations the queue's order is fixed, so every "
             "slot freed in between goes to the tenant then on top, and tenants take turns in bursts; the "
             "in-flight charge of a task just started is still 0, so only a later recomputation sees it. "
-            "How often is often enough depends on how fast slots free (here about every 1.5 s), not on the "
-            "trace's compression.",
+            "How often is often enough depends on how fast slots free (here one every "
+            f"{_slot_interval(results['genai']):.1f} s on average), not on the trace's compression.",
             "",
         ]
     lines += ["## Plots", "", *plots(results), ""]

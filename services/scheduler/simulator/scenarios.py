@@ -150,8 +150,8 @@ def synthetic_fleet(
 # a half-life short against the 1-h window Jain's index is measured over (an hour of the
 # replay is 30 h of the trace) and long against one request (23 s median); a dampening that
 # keeps the factor from collapsing to 0 for every tenant above a few times its 1/4,247 share.
-# Priorities are recomputed at a placement when 1 virtual s old: a slot frees about every
-# 1.5 s, and at the service's 5 s the placements in between all go to whichever tenant was
+# Priorities are recomputed at a placement when 1 virtual s old: a slot frees every few
+# seconds, and at the service's 5 s the placements in between all go to whichever tenant was
 # on top when they were last computed.
 GENAI_HALF_LIFE_S = 900.0
 GENAI_DAMPENING = 100.0
@@ -172,7 +172,7 @@ def genai_fair_share_notes() -> list[str]:
         "fair share: usage = completed device time plus the in-flight charge of running tasks "
         "(`core.priority.in_flight_charge`)",
         f"fair share: priorities recomputed before a placement once they are {GENAI_REPRIORITIZE_S:g} "
-        "virtual s old (the service's default interval is 5 s; here a slot frees about every 1.5 s, and "
+        "virtual s old (the service's default interval is 5 s; here a slot frees every few seconds, and "
         "every placement between two recomputations goes to the tenant that was on top at the first)",
         f"fair share: factor 2^(-U/(S·d)) with Slurm's dampening d = {GENAI_DAMPENING:g} (core.priority."
         "fair_share_factor): with 4,247 tenants S = 1/4,247, and without it every backlogged tenant's "
