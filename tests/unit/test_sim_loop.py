@@ -218,21 +218,30 @@ def test_fair_share_book_adds_the_in_flight_charge_of_running_tasks():
     assert without.usage_score("b", now) == 0.0
 
 
-@pytest.mark.parametrize("in_flight, first", [(True, "b2"), (False, "a2")])
-def test_in_flight_charge_orders_the_tenant_still_running_after_the_one_that_finished(in_flight, first):
-    # a1 runs from 0 (long), b1 from 2 to 12; a2 and b2 queue at 5. When b1 frees its slot at
-    # 12, a has held a device 12 s (in flight) and b 10 s (completed): b2 should go first.
+@pytest.mark.parametrize(
+    "in_flight, reprioritize_s, first", [(True, 5.0, "b2"), (False, 5.0, "a2"), (True, 100.0, "a2")]
+)
+def test_in_flight_charge_orders_the_tenant_running_more_after_the_other(in_flight, reprioritize_s, first):
+    # b0 runs 0-4; a1 and a1' run from 3 (long); b1 runs 4.5-11.5; a2 and b2 queue at 5, when
+    # a has held 2 x 2 s and b 4 + 0.5 s, so a2 is pushed ahead. When b1 frees its slot at
+    # 11.5, a has held 2 x 8.5 s and b 11 s: recomputed priorities put b2 first; stale ones
+    # (not recomputed since 5) or usage without the in-flight charge keep a2 first.
     arrivals = [
-        arrival("a1", tenant="a", work=100.0),
-        arrival("b1", at=2.0, tenant="b", work=10.0),
+        arrival("b0", tenant="b", work=4.0),
+        arrival("a1", at=3.0, tenant="a", work=100.0),
+        arrival("a1'", at=3.0, tenant="a", work=100.0),
+        arrival("b1", at=4.5, tenant="b", work=7.0),
         arrival("a2", at=5.0, tenant="a"),
         arrival("b2", at=5.0, tenant="b"),
     ]
-    workers = [gpu("g1", "cpu"), gpu("g2", "cpu")]
-    config = RunConfig(keep_placements=True, half_life_s=1e9, in_flight=in_flight)
+    workers = [gpu(f"g{i}", "cpu") for i in range(3)]
+    config = RunConfig(
+        keep_placements=True, half_life_s=1e9, in_flight=in_flight, reprioritize_s=reprioritize_s
+    )
     sim = Simulation(scenario(arrivals, workers), POLICIES["switchyard"](0), config)
     sim.run()
-    assert [(t, tid) for t, tid, _ in sim.placements][2] == (12.0, first)
+    assert [tid for _, tid, _ in sim.placements][:4] == ["b0", "a1", "a1'", "b1"]
+    assert [(t, tid) for t, tid, _ in sim.placements][4] == (11.5, first)
 
 
 def test_priority_value_agrees_with_priority_exactly():
