@@ -29,7 +29,8 @@ class SchedulerConfig(ServerConfig):
     worker_prefetch_per_slot: int = 1
     # Short tasks get more: a worker may hold up to this much of its measured task time per
     # slot beyond its slots (so a slot finishing a 1 ms task finds work there, not a round
-    # trip away), never fewer than worker_prefetch_per_slot nor more than the cap below.
+    # trip away), never fewer than worker_prefetch_per_slot nor more than the cap below
+    # (unless worker_prefetch_per_slot is higher). 0 s: no more than the minimum.
     prefetch_window_s: float = 0.02
     worker_prefetch_max_per_slot: int = 32
     # How long start() waits to become active before returning as a standby.
@@ -55,8 +56,8 @@ class SchedulerConfig(ServerConfig):
             out.append("heartbeat_timeout_s: must be longer than the heartbeat interval")
         if not 0 <= self.worker_prefetch_per_slot <= 64:
             out.append("worker_prefetch_per_slot: must be between 0 and 64")
-        if not self.worker_prefetch_per_slot <= self.worker_prefetch_max_per_slot <= 1024:
-            out.append("worker_prefetch_max_per_slot: must be between worker_prefetch_per_slot and 1024")
+        if not 0 <= self.worker_prefetch_max_per_slot <= 1024:
+            out.append("worker_prefetch_max_per_slot: must be between 0 and 1024")
         if self.prefetch_window_s < 0:
             out.append("prefetch_window_s: must not be negative")
         if self.commit_batch_max < 1 or self.max_placements_per_cycle < 1 or self.max_attempts < 1:

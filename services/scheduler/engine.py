@@ -271,7 +271,8 @@ class Engine:
             self.workers.adjust(link.slots, +1)
             if outcome.HasField("started_at") and outcome.HasField("finished_at"):
                 ran = (outcome.finished_at.ToNanoseconds() - outcome.started_at.ToNanoseconds()) / 1e9
-                bounds = (self.config.worker_prefetch_per_slot, self.config.worker_prefetch_max_per_slot)
+                low = self.config.worker_prefetch_per_slot
+                bounds = (low, max(low, self.config.worker_prefetch_max_per_slot))
                 self.workers.observe_run(link, ran, self.config.prefetch_window_s, bounds)
             self.wake.set()
         record = self._live_assignment(worker_id, outcome.task_id, outcome.attempt)

@@ -79,7 +79,7 @@ class WorkerRegistry:
         link.run_s = run_s if link.run_s is None else 0.8 * link.run_s + 0.2 * run_s
         low, high = bounds
         fill = int(window_s / link.run_s) if link.run_s > 0 else high
-        want = max(low, min(high, fill))
+        want = max(low, min(high, fill if window_s > 0 else 0))
         if want != link.prefetch:
             self.adjust(link.slots, (want - link.prefetch) * link.slots.slots)
             link.prefetch = want
