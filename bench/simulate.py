@@ -183,6 +183,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def ablation_lines(genai: Repeated, ablation: list[Ablation]) -> list[str]:
+    if not ablation:
+        return []
+    lines: list[str] = []
+    lines += ["## GenAI fair share: what each change does (seed 0)", ""]
+    lines += ["| settings | Jain | JCT mean (s) | wall (s) |", "|---|---|---|---|"]
+    lines += [f"| {a.label} | {a.jain:.3f} | {a.jct_mean:,.0f} | {a.wall_s:.0f} |" for a in ablation]
+    lines += [
+        "",
+        "Each row adds one change to the row above it (the last two differ only in how often "
+        "priorities are recomputed). Between two recomputations the queue's order is fixed, so every "
+        "slot freed in between goes to the tenant then on top, and tenants take turns in bursts; the "
+        "in-flight charge of a task just started is still 0, so only a later recomputation sees it. "
+        "How often is often enough depends on how fast slots free (here one every "
+        f"{_slot_interval(genai):.1f} s on average), not on the trace's compression.",
+        "",
+    ]
+    return lines
+
+
 def report(
     results: dict[str, Repeated], scale: list[dict[str, float]], ablation: list[Ablation]
 ) -> list[str]:
@@ -218,20 +238,7 @@ def report(
         lines += ["", *repeated_table(r), ""]
         if name == "genai":
             lines += [*tenant_table(r), ""]
-    if ablation:
-        lines += ["## GenAI fair share: what each change does (seed 0)", ""]
-        lines += ["| settings | Jain | JCT mean (s) | wall (s) |", "|---|---|---|---|"]
-        lines += [f"| {a.label} | {a.jain:.3f} | {a.jct_mean:,.0f} | {a.wall_s:.0f} |" for a in ablation]
-        lines += [
-            "",
-            "Each row adds one change to the row above it (the last two differ only in how often "
-            "priorities are recomputed). Between two recomputations the queue's order is fixed, so every "
-            "slot freed in between goes to the tenant then on top, and tenants take turns in bursts; the "
-            "in-flight charge of a task just started is still 0, so only a later recomputation sees it. "
-            "How often is often enough depends on how fast slots free (here one every "
-            f"{_slot_interval(results['genai']):.1f} s on average), not on the trace's compression.",
-            "",
-        ]
+    lines += ablation_lines(results["genai"], ablation)
     lines += ["## Plots", "", *plots(results), ""]
     lines += ["## Scale", "", "| workers | tasks | wall (s) | max RSS (MiB) |", "|---|---|---|---|"]
     lines += [
