@@ -32,7 +32,9 @@ class SchedulerApp:
         self.store = SqlTaskStore(self.db, record_from_row)
         self.profiles = ProfileCache(config.usage_half_life_s)
         self.engine = Engine(config, self.store, self.clock, self.profiles)
-        self.feed = ProfileFeed(self.profiles, config.profile_store_address, config.internal_token)
+        self.feed = ProfileFeed(
+            self.profiles, config.profile_store_address, config.internal_token, self.clock
+        )
         self.tenant_feed = TenantFeed(self.engine.tenants, config.classifier_address, config.internal_token)
         self.server = GrpcServer(
             "scheduler",

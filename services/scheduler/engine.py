@@ -151,6 +151,8 @@ class Engine:
         admitted = self.tasks.get(record.id) is record
         if admitted:
             self._count(record, -1)
+        if record.state is TaskState.RUNNING and state is not TaskState.RUNNING:
+            self.profiles.stopped(record.id)
         record.state = state
         if admitted:
             self._count(record, +1)
@@ -262,6 +264,7 @@ class Engine:
         record.started_at = (
             started.started_at.ToNanoseconds() / 1e9 if started.HasField("started_at") else self.clock.now()
         )
+        self.profiles.started(record.id, record.tenant, record.started_at)
         self.committer.defer([record])
 
     def task_finished(self, worker_id: str, outcome: scheduler_pb2.TaskOutcome) -> None:

@@ -12,8 +12,9 @@ import logging
 import grpc
 
 from common.channels import authed_channel
+from services.scheduler.core.clock import Clock
 from services.scheduler.core.model import ProfileEstimate, ProfileKey
-from services.scheduler.core.priority import decay, fair_share_factor, usage_scores
+from services.scheduler.core.priority import decay, fair_share_factor, in_flight_charge, usage_scores
 from switchyard.v1 import profile_store_pb2, profile_store_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
@@ -25,17 +26,32 @@ def key_from_proto(key: types_pb2.ProfileKey) -> ProfileKey:
 
 
 class ProfileCache:
+    """Profiles and the fair-share factor per tenant, as the placement loop reads them.
+
+    Usage (DESIGN §4) is the profile store's decayed usage of completed work, published over
+    WatchTenantScores, plus the in-flight charge of the tasks running now
+    (`core.priority.in_flight_charge`, the function the simulator uses), plus what finished
+    here since the tenant's last published score. Until scores arrive (or while the profile
+    store is down) completed work is the scheduler's own decayed accounting. The in-flight
+    charge is in wall device-seconds: the scheduler does not know the reference speeds.
+    """
+
     def __init__(self, half_life_s: float) -> None:
         self.half_life_s = half_life_s
         self.profiles: dict[ProfileKey, ProfileEstimate] = {}
-        self.published: dict[str, float] = {}
+        # Published decayed usage per tenant and when it arrived.
+        self.published: dict[str, tuple[float, float]] = {}
         # Shares from the tenant registry (the scheduler's TenantBook keeps this current).
         self.shares: dict[str, float] = {}
         self._local_usage: dict[str, tuple[float, float]] = {}
-        # Fair-share factors from local accounting, recomputed at most once per FAIR_TTL_S:
-        # queued priorities are refreshed by the periodic reprioritisation anyway.
-        self._local_factors: dict[str, float] = {}
-        self._local_at = float("-inf")
+        # Completed here since the tenant's last published score (published mode only).
+        self._pending: dict[str, float] = {}
+        # Running tasks: task id -> (tenant, started_at).
+        self._running: dict[str, tuple[str, float]] = {}
+        # Factors recomputed at most once per FAIR_TTL_S (queued priorities are refreshed
+        # by the periodic reprioritisation anyway).
+        self._factors: dict[str, float] = {}
+        self._factors_at = float("-inf")
 
     def estimate(self, key: ProfileKey) -> ProfileEstimate | None:
         return self.profiles.get(key)
@@ -47,33 +63,54 @@ class ProfileCache:
             seconds = p.ewma_seconds or p.mean_seconds
             self.profiles[key_from_proto(p.key)] = ProfileEstimate(seconds, p.count)
 
-    def apply_scores(self, scores: list[types_pb2.TenantScore], snapshot: bool) -> None:
+    def apply_scores(self, scores: list[types_pb2.TenantScore], snapshot: bool, now: float) -> None:
         if snapshot:
             self.published.clear()
+            self._pending.clear()
         for s in scores:
-            self.published[s.tenant] = s.fair_share_factor
+            self.published[s.tenant] = (max(s.decayed_usage, 0.0), now)
+            self._pending.pop(s.tenant, None)
+        self._factors_at = float("-inf")
+
+    def started(self, task_id: str, tenant: str, started_at: float) -> None:
+        """A task began to run: its tenant is charged in flight from `started_at`."""
+        self._running[task_id] = (tenant, started_at)
+
+    def stopped(self, task_id: str) -> None:
+        """A task stopped running (finished, requeued, cancelled or lost)."""
+        self._running.pop(task_id, None)
 
     def charge(self, tenant: str, seconds: float, now: float) -> None:
-        """The scheduler's own accounting of completed work (used until scores arrive)."""
+        """Completed work seen here; the profile store's next score for the tenant covers it."""
+        if self.published:
+            self._pending[tenant] = self._pending.get(tenant, 0.0) + seconds
         usage, at = self._local_usage.get(tenant, (0.0, now))
         self._local_usage[tenant] = (decay(usage, now - at, self.half_life_s) + seconds, now)
 
+    def usage(self, now: float) -> dict[str, float]:
+        """Decayed usage per tenant at `now`, running tasks included."""
+        base = self.published if self.published else self._local_usage
+        usage = {t: decay(u, now - at, self.half_life_s) for t, (u, at) in base.items()}
+        for tenant, seconds in self._pending.items():
+            usage[tenant] = usage.get(tenant, 0.0) + seconds
+        for tenant, started_at in self._running.values():
+            usage[tenant] = usage.get(tenant, 0.0) + in_flight_charge(started_at, now)
+        return usage
+
     def fair_share(self, tenant: str, now: float) -> float:
-        if tenant in self.published:
-            return self.published[tenant]
-        if now - self._local_at > FAIR_TTL_S or now < self._local_at:
-            usage = {t: decay(u, now - at, self.half_life_s) for t, (u, at) in self._local_usage.items()}
-            scores = usage_scores(usage, self.shares)
-            self._local_factors = {t: fair_share_factor(score, 1.0) for t, score in scores.items()}
-            self._local_at = now
-        return self._local_factors.get(tenant, 1.0)
+        if now - self._factors_at > FAIR_TTL_S or now < self._factors_at:
+            scores = usage_scores(self.usage(now), self.shares)
+            self._factors = {t: fair_share_factor(score, 1.0) for t, score in scores.items()}
+            self._factors_at = now
+        return self._factors.get(tenant, 1.0)
 
 
 class ProfileFeed:
     """Follows the profile store's watch streams, reconnecting with backoff."""
 
-    def __init__(self, cache: ProfileCache, address: str, token: str) -> None:
+    def __init__(self, cache: ProfileCache, address: str, token: str, clock: Clock) -> None:
         self.cache = cache
+        self.clock = clock
         self.address = address
         self.token = token
         self._tasks: list[asyncio.Task[None]] = []
@@ -109,4 +146,4 @@ class ProfileFeed:
 
     async def _scores(self, stub: profile_store_pb2_grpc.ProfileStoreServiceAsyncStub) -> None:
         async for msg in stub.WatchTenantScores(profile_store_pb2.WatchTenantScoresRequest()):
-            self.cache.apply_scores(list(msg.scores), msg.snapshot)
+            self.cache.apply_scores(list(msg.scores), msg.snapshot, self.clock.now())

@@ -539,3 +539,30 @@ async def test_tasks_whose_insert_fails_are_withdrawn_from_the_worker(scheduler,
         await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[task.id]))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     await worker.close()
+
+
+async def test_a_running_task_charges_its_tenant_in_flight_until_it_finishes(scheduler, stub):
+    task = classified(tenant="globex")
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[task]))
+    worker = ScriptedWorker(stub, slots=1)
+    await worker.connect()
+    await assert_eventually(lambda: worker.assignments, msg="assigned")
+    a = worker.assignments[0]
+    began = utcnow() - timedelta(seconds=60)
+    started = pb.TaskStarted(
+        task_id=a.task.id,
+        attempt=a.task.attempt,
+        assignment_token=a.assignment_token,
+        started_at=to_timestamp(began),
+    )
+    worker.outbox.put_nowait(pb.ConnectWorkerRequest(results=pb.TaskResults(started=[started])))
+    now = scheduler.clock.now
+    await assert_eventually(
+        lambda: scheduler.profiles.usage(now()).get("globex", 0.0) >= 60.0, msg="charged in flight"
+    )
+    worker.finish(a)
+    await assert_eventually(lambda: scheduler.engine.tasks.get(task.id) is None, msg="finished and forgotten")
+    usage = scheduler.profiles.usage(now())
+    # The finished run is charged once (60 s and a little), not once in flight and once done.
+    assert 60.0 <= usage["globex"] < 90.0
+    await worker.close()
