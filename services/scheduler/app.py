@@ -30,7 +30,7 @@ class SchedulerApp:
         self.clock = clock or SystemClock()
         self.db = create_engine(config.database_url, "scheduler")
         self.store = SqlTaskStore(self.db, record_from_row)
-        self.profiles = ProfileCache(config.usage_half_life_s)
+        self.profiles = ProfileCache(config.usage_half_life_s, config.fair_share_dampening)
         self.engine = Engine(config, self.store, self.clock, self.profiles)
         self.feed = ProfileFeed(
             self.profiles, config.profile_store_address, config.internal_token, self.clock

@@ -40,6 +40,10 @@ class SchedulerConfig(ServerConfig):
     weight_fair_share: float = 1000.0
     weight_age: float = 100.0
     usage_half_life_s: float = 3600.0
+    # Slurm's fair-share dampening d in 2^(-U/(S·d)); 1 is the classic factor. With
+    # thousands of tenants every backlogged tenant's classic factor is about 0, and d > 1
+    # keeps them apart (the GenAI replay in docs/simulator.md uses 100).
+    fair_share_dampening: float = 1.0
     prior_cpu_seconds: float = 1.0
     prior_gpu_seconds: float = 0.5
 
@@ -62,6 +66,8 @@ class SchedulerConfig(ServerConfig):
             out.append("prefetch_window_s: must not be negative")
         if self.commit_batch_max < 1 or self.max_placements_per_cycle < 1 or self.max_attempts < 1:
             out.append("commit_batch_max, max_placements_per_cycle and max_attempts: must be at least 1")
+        if not 1.0 <= self.fair_share_dampening <= 1e6:
+            out.append("fair_share_dampening: must be between 1 and 1e6")
         for name in ("weight_category", "weight_qos", "weight_fair_share", "weight_age"):
             if getattr(self, name) < 0:
                 out.append(f"{name}: must not be negative")

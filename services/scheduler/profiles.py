@@ -36,8 +36,9 @@ class ProfileCache:
     charge is in wall device-seconds: the scheduler does not know the reference speeds.
     """
 
-    def __init__(self, half_life_s: float) -> None:
+    def __init__(self, half_life_s: float, dampening: float = 1.0) -> None:
         self.half_life_s = half_life_s
+        self.dampening = dampening
         self.profiles: dict[ProfileKey, ProfileEstimate] = {}
         # Published decayed usage per tenant and when it arrived.
         self.published: dict[str, tuple[float, float]] = {}
@@ -100,7 +101,7 @@ class ProfileCache:
     def fair_share(self, tenant: str, now: float) -> float:
         if now - self._factors_at > FAIR_TTL_S or now < self._factors_at:
             scores = usage_scores(self.usage(now), self.shares)
-            self._factors = {t: fair_share_factor(score, 1.0) for t, score in scores.items()}
+            self._factors = {t: fair_share_factor(score, 1.0, self.dampening) for t, score in scores.items()}
             self._factors_at = now
         return self._factors.get(tenant, 1.0)
 

@@ -78,3 +78,18 @@ def test_without_published_scores_the_scheduler_accounts_for_itself() -> None:
     usage = cache.usage(now)
     assert usage["a"] == pytest.approx(60.0 * 0.5 ** ((now - T0) / HALF_LIFE))
     assert usage["b"] == pytest.approx(now - T0)
+
+
+def test_dampening_keeps_heavy_tenants_apart() -> None:
+    shares = {f"t{i}": 1.0 for i in range(1000)}
+    usage = {"heavy": 500.0, "heavier": 1000.0}
+    classic = cache_with(shares, usage)
+    damped = ProfileCache(HALF_LIFE, dampening=100.0)
+    damped.shares = dict(shares)
+    damped.apply_scores([score(t, u) for t, u in usage.items()], snapshot=True, now=T0)
+    # 1,002 tenants: S = 1/1002, so U/S is in the hundreds and both classic factors are ~0.
+    assert classic.fair_share("heavy", T0) < 1e-100 and classic.fair_share("heavier", T0) < 1e-100
+    u_heavy, u_heavier = 500.0 / 1500.0 * 1002, 1000.0 / 1500.0 * 1002
+    assert damped.fair_share("heavy", T0) == pytest.approx(2.0 ** (-u_heavy / 100))
+    assert damped.fair_share("heavier", T0) == pytest.approx(2.0 ** (-u_heavier / 100))
+    assert damped.fair_share("heavier", T0) < damped.fair_share("heavy", T0) < damped.fair_share("t1", T0)
