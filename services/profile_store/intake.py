@@ -6,7 +6,9 @@ together (one regular expression over all the names, min/max over the numbers, a
 sum for the floats). A screen that passes proves that `validate.metric_violations` finds
 nothing in any of them; one that does not sends each metric of the request through
 `validate.metric_violations` (bad input is rare, and the rejections then say exactly what
-they said before). The assignment token is verified per metric.
+they said before). The assignment tokens of the request are verified in one call
+(`common.tokens.verify_assignments`), each on its own: a metric with a bad token is denied
+alone, naming the field.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, TypeAlias
 from google.rpc import status_pb2
 
 from common.errors import InvalidArgument, PermissionDenied
-from common.tokens import verify_assignment
+from common.tokens import verify_assignments
 from services.profile_store import convert, validate
 from services.profile_store.model import Metric, ModelRef, Outcome, Precision
 from switchyard.v1 import types_pb2
@@ -52,10 +54,12 @@ def check_metrics(metrics: Sequence[types_pb2.ResultMetrics], secret: str) -> li
     if not metrics:
         return []
     rows = [_row(m) for m in metrics]
+    columns = list(zip(*rows, strict=True))
+    signed = verify_assignments(secret, columns[TOKEN], columns[TASK_ID], columns[ATTEMPT], columns[WORKER])
     models: dict[tuple[str, str], ModelRef] = {}  # one ModelRef per model of the request
-    if _clean(rows):
-        return [_metric(row, models) if _signed(secret, row) else _denied() for row in rows]
-    return [_check_one(m, row, secret, models) for m, row in zip(metrics, rows, strict=True)]
+    if _clean(columns):
+        return [_metric(row, models) if ok else _denied() for row, ok in zip(rows, signed, strict=True)]
+    return [_check_one(m, row, ok, models) for m, row, ok in zip(metrics, rows, signed, strict=True)]
 
 
 def _row(m: types_pb2.ResultMetrics) -> tuple[Any, ...]:
@@ -71,10 +75,9 @@ def _row(m: types_pb2.ResultMetrics) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _clean(rows: Sequence[tuple[Any, ...]]) -> bool:
-    """True only when `validate.metric_violations` passes every metric (conservative: it may
-    say False for metrics that pass)."""
-    columns = list(zip(*rows, strict=True))
+def _clean(columns: Sequence[Sequence[Any]]) -> bool:
+    """True only when `validate.metric_violations` passes every metric of the columns
+    (conservative: it may say False for metrics that pass)."""
     names = columns[:_NAMES]
     if not all(all(column) for column in names[:_REQUIRED]):
         return False
@@ -114,16 +117,12 @@ def _finite_within(column: Sequence[float], high: float) -> bool:
 
 
 def _check_one(
-    m: types_pb2.ResultMetrics, row: tuple[Any, ...], secret: str, models: dict[tuple[str, str], ModelRef]
+    m: types_pb2.ResultMetrics, row: tuple[Any, ...], signed: bool, models: dict[tuple[str, str], ModelRef]
 ) -> Checked:
     violations = validate.metric_violations(m)
     if violations:
         return convert.error_status(InvalidArgument(violations))
-    return _metric(row, models) if _signed(secret, row) else _denied()
-
-
-def _signed(secret: str, row: tuple[Any, ...]) -> bool:
-    return verify_assignment(secret, row[TOKEN], row[TASK_ID], row[ATTEMPT], row[WORKER])
+    return _metric(row, models) if signed else _denied()
 
 
 def _denied() -> status_pb2.Status:

@@ -179,3 +179,22 @@ def test_any_request_gets_the_verdicts_of_the_reference(fields: list[dict[str, A
         metrics.append(m)
     for got, m in zip(intake.check_metrics(metrics, SECRET), metrics, strict=True):
         same(got, reference(m))
+
+
+def test_forged_replayed_and_wrong_worker_tokens_are_denied_one_by_one_naming_the_field() -> None:
+    metrics = [good(i) for i in range(8)]
+    metrics[1].assignment_token = sign_assignment("another-secret", "task-1", 2, "w1")  # forged
+    metrics[3].assignment_token = sign_assignment(SECRET, "task-3", 2, "w3")  # replayed: attempt 2's
+    metrics[3].attempt = 3
+    metrics[5].assignment_token = sign_assignment(SECRET, "task-5", 3, "w0")  # another worker's
+    checked = intake.check_metrics(metrics, SECRET)
+    for i, (got, m) in enumerate(zip(checked, metrics, strict=True)):
+        same(got, reference(m))
+        if i not in (1, 3, 5):
+            assert isinstance(got, Metric)
+            continue
+        assert isinstance(got, status_pb2.Status) and got.code == 7
+        assert got.message.startswith("assignment_token:")
+        info = error_details_pb2.ErrorInfo()
+        assert any(d.Unpack(info) for d in got.details)
+        assert info.reason == "BAD_ASSIGNMENT_TOKEN" and info.metadata["field"] == "assignment_token"
