@@ -3,6 +3,18 @@ replaces slot processes that time out, are cancelled mid-task or die.
 
 Every assignment ends in exactly one `TaskReport` given to `on_finished`; nothing that
 happens in a slot can raise out of the pool.
+
+Short tasks travel in batches: a free slot takes the waiting tasks whose category has
+run under `BATCH_TASK_S` so far (its first run not counted), up to `MAX_BATCH`, about
+`BATCH_BUDGET_S` of expected run time and a fair share of what waits, in one pipe
+message, and answers each as it ends. Only the first unanswered task of a batch runs, so
+a time limit, a cancel or a crash concerns that task alone: the slot is killed and
+replaced, that task is reported, and the batch's tasks that had not started go back to
+the head of the queue. A task of a batch cancelled before it started is reported at
+once and its late reply ignored. Tasks of unknown or longer categories go one per
+message. No asyncio task, future or timer is made per job: a slot's replies arrive
+through a read callback, and each slot keeps one timer, re-armed only when it fires
+before the running task's limit.
 """
 
 from __future__ import annotations
@@ -37,16 +49,31 @@ log = logging.getLogger(__name__)
 
 TASKS = Counter("switchyard_worker_tasks_total", "Tasks finished by this worker", ["category", "outcome"])
 RESTART_BACKOFF_S = (0.5, 10.0)
+BATCH_TASK_S = 0.005
+BATCH_BUDGET_S = 0.02
+MAX_BATCH = 16
+# Weight of the newest run in a category's expected run time.
+RUN_TIME_WEIGHT = 0.2
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     assignment: Assignment
-    cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    cancel_reason: str = Reason.CANCELLED
+    task: TaskInput
+    staged: bool = False
     started_at: datetime | None = None
-    # Set while the task runs on a slot: wakes `_first_of` at once on a cancel.
-    on_cancel: Callable[[], None] | None = None
+    lane: _Lane | None = None
+    done: bool = False
+
+
+@dataclass(eq=False)
+class _Lane:
+    """A slot and the batch it holds: the first job runs, the others wait their turn."""
+
+    slot: Slot
+    batch: deque[_Job] = field(default_factory=deque)
+    deadline: float | None = None
+    timer: asyncio.TimerHandle | None = None
 
 
 class SlotPool:
@@ -65,33 +92,44 @@ class SlotPool:
         self._staging = staging
         datablock_dir = str(staging.cache.folder) if staging else ""
         self._executor = ThreadPoolExecutor(max_workers=2 * slots + 2, thread_name_prefix="slot-io")
-        self._slots = [
-            Slot(
-                i,
-                device=device,
-                artifact_dir=artifact_dir,
-                extra_handlers=extra_handlers,
-                threads=threads,
-                executor=self._executor,
-                datablock_dir=datablock_dir,
+        self._lanes = [
+            _Lane(
+                Slot(
+                    i,
+                    device=device,
+                    artifact_dir=artifact_dir,
+                    extra_handlers=extra_handlers,
+                    threads=threads,
+                    executor=self._executor,
+                    datablock_dir=datablock_dir,
+                    on_reply=self._on_reply,
+                    on_lost=self._on_lost,
+                )
             )
             for i in range(slots)
         ]
         self._on_started, self._on_finished = on_started, on_finished
-        self._free: deque[Slot] = deque()
-        # Jobs waiting for a slot, first come first served; a freed slot goes to the first.
-        self._waiters: deque[tuple[_Job, asyncio.Future[Slot | None]]] = deque()
+        self._free: deque[_Lane] = deque()
+        # Jobs waiting for a slot, first come first served (cancelled ones are skipped).
+        self._waiting: deque[_Job] = deque()
         self._jobs: dict[str, _Job] = {}
+        # Expected run time per category, from the runs after its first.
+        self._run_s: dict[str, float] = {}
+        self._warm: set[str] = set()
+        self._counters: dict[tuple[str, str], Any] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._dispatch_due = False
         self._stopping = False
+        self.batches = 0
+        self.batched_tasks = 0
 
     @property
     def size(self) -> int:
-        return len(self._slots)
+        return len(self._lanes)
 
     @property
     def handlers(self) -> tuple[str, ...]:
-        return self._slots[0].handlers if self._slots else ()
+        return self._lanes[0].slot.handlers if self._lanes else ()
 
     def free_slots(self) -> int:
         return len(self._free)
@@ -100,33 +138,38 @@ class SlotPool:
         return tuple(self._jobs)
 
     def slot_pids(self) -> tuple[int | None, ...]:
-        return tuple(slot.pid for slot in self._slots)
+        return tuple(lane.slot.pid for lane in self._lanes)
 
     async def start(self) -> None:
-        await asyncio.gather(*(slot.start() for slot in self._slots))
-        for slot in self._slots:
-            self._release(slot)
+        await asyncio.gather(*(lane.slot.start() for lane in self._lanes))
+        self._free.extend(self._lanes)
 
     def submit(self, assignment: Assignment) -> bool:
         """Accept an assignment (runs when a slot is free); False if the task is already here."""
         if assignment.task_id in self._jobs or self._stopping:
             return False
-        job = _Job(assignment)
+        job = _Job(assignment, assignment.input)
         self._jobs[assignment.task_id] = job
-        self._spawn(self._run(job))
+        if self._staging is not None and assignment.input.input_blocks:
+            self._spawn(self._stage(job))
+        else:
+            self._enqueue(job)
         return True
 
     def cancel(self, task_ids: list[str] | tuple[str, ...], reason: str = Reason.CANCELLED) -> list[str]:
-        """Stop these tasks (their slots are killed and replaced); returns the ids found here."""
+        """Stop these tasks (a running one's slot is killed and replaced); returns the ids found here."""
         found = []
         for task_id in task_ids:
             job = self._jobs.get(task_id)
-            if job is not None and not job.cancel.is_set():
-                job.cancel_reason = reason
-                job.cancel.set()
-                if job.on_cancel is not None:
-                    job.on_cancel()
-                found.append(task_id)
+            if job is None or job.done:
+                continue
+            found.append(task_id)
+            failure = TaskFailure(reason, "cancelled")
+            lane = job.lane
+            if lane is not None and lane.batch and lane.batch[0] is job:
+                self._stop_running(lane, "cancelled", Outcome.CANCELLED, failure)
+            else:
+                self._finish(job, Outcome.CANCELLED, failure=failure)
         return found
 
     def cancel_all(self, reason: str) -> list[str]:
@@ -140,7 +183,7 @@ class SlotPool:
             await asyncio.wait(runners, timeout=timeout_s)
         for task in self._background:
             task.cancel()
-        await asyncio.gather(*(slot.stop() for slot in self._slots), return_exceptions=True)
+        await asyncio.gather(*(lane.slot.stop() for lane in self._lanes), return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _spawn(self, coro: Any) -> None:
@@ -148,158 +191,219 @@ class SlotPool:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _run(self, job: _Job) -> None:
-        report: TaskReport | None = None
-        task: TaskInput | None = None
+    async def _stage(self, job: _Job) -> None:
+        assert self._staging is not None
         try:
-            try:
-                task = await self._stage(job.assignment.input)
-            except DatablockNotFound as exc:
-                log.warning("input datablock missing", extra={"task_id": job.assignment.task_id})
-                report = self._report(
-                    job, Outcome.FAILED, failure=TaskFailure(Reason.INPUT_NOT_FOUND, str(exc))
-                )
+            task = await self._staging.prepare(job.assignment.input)
+        except DatablockNotFound as exc:
+            log.warning("input datablock missing", extra={"task_id": job.assignment.task_id})
+            self._finish(job, Outcome.FAILED, failure=TaskFailure(Reason.INPUT_NOT_FOUND, str(exc)))
+            return
+        except Exception as exc:  # a bug here must not lose the task or kill the worker
+            log.exception("staging failed", extra={"task_id": job.assignment.task_id})
+            self._finish(job, Outcome.FAILED, failure=TaskFailure(Reason.SLOT_CRASHED, repr(exc)))
+            return
+        if job.done:  # cancelled meanwhile
+            self._staging.release(task)
+            return
+        job.task, job.staged = task, True
+        self._enqueue(job)
+
+    def _enqueue(self, job: _Job) -> None:
+        """Queue a job; the jobs queued in this loop turn are dispatched together."""
+        self._waiting.append(job)
+        if not self._dispatch_due:
+            self._dispatch_due = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        self._dispatch_due = False
+        while self._waiting and self._free:
+            lane = self._free.popleft()
+            share = -(-len(self._waiting) // (len(self._free) + 1))
+            batch = self._take(min(MAX_BATCH, share))
+            if not batch:
+                self._free.appendleft(lane)
                 return
-            slot = await self._acquire(job)
-            if slot is None:
-                report = self._report(
-                    job, Outcome.CANCELLED, failure=TaskFailure(job.cancel_reason, "cancelled")
-                )
-                return
+            self._send(lane, batch)
+
+    def _take(self, limit: int) -> list[_Job]:
+        """The head of the queue: one job, or several short ones."""
+        batch: list[_Job] = []
+        budget = 0.0
+        while self._waiting and len(batch) < limit:
+            job = self._waiting[0]
+            if job.done:
+                self._waiting.popleft()
+                continue
+            expected = self._run_s.get(job.task.category)
+            short = expected is not None and expected <= BATCH_TASK_S
+            if batch and (not short or budget + (expected or 0.0) > BATCH_BUDGET_S):
+                break
+            batch.append(self._waiting.popleft())
+            budget += expected or 0.0
+            if not short:
+                break
+        return batch
+
+    def _send(self, lane: _Lane, batch: list[_Job]) -> None:
+        for job in batch:
+            job.lane = lane
+        lane.batch.extend(batch)
+        self.batches += 1
+        self.batched_tasks += len(batch)
+        try:
+            lane.slot.send([job.task for job in batch])
+        except SlotCrashed:
+            self._lose(lane, "not running")
+            return
+        self._begin(lane)
+
+    def _begin(self, lane: _Lane) -> None:
+        """The lane's first job starts now: its time limit runs from here."""
+        job = lane.batch[0]
+        loop = asyncio.get_running_loop()
+        timeout = job.assignment.timeout_s
+        lane.deadline = loop.time() + timeout if timeout else None
+        if lane.deadline is not None and (lane.timer is None or lane.timer.when() > lane.deadline):
+            if lane.timer is not None:
+                lane.timer.cancel()
+            lane.timer = loop.call_at(lane.deadline, self._check_time, lane)
+        if not job.done:
             job.started_at = utcnow()
             self._on_started(job.assignment, job.started_at)
-            report = await self._execute(job, slot, task)
-        except Exception as exc:  # a bug here must not lose the task or kill the worker
-            log.exception("task runner failed", extra={"task_id": job.assignment.task_id})
-            report = self._report(job, Outcome.FAILED, failure=TaskFailure(Reason.SLOT_CRASHED, repr(exc)))
-        finally:
-            if task is not None and self._staging is not None:
-                self._staging.release(task)
-            self._jobs.pop(job.assignment.task_id, None)
-            if report is not None:
-                TASKS.labels(job.assignment.input.category, report.outcome.value).inc()
-                self._on_finished(report)
 
-    async def _stage(self, task: TaskInput) -> TaskInput:
-        return await self._staging.prepare(task) if self._staging else task
-
-    async def _acquire(self, job: _Job) -> Slot | None:
-        """Wait for a free slot, or for the job to be cancelled first (then None)."""
-        if job.cancel.is_set():
-            return None
-        if self._free and not self._waiters:
-            return self._free.popleft()
-        waiter: asyncio.Future[Slot | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((job, waiter))
-
-        def cancelled() -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-
-        job.on_cancel = cancelled
-        try:
-            slot = await waiter
-        finally:
-            job.on_cancel = None
-        if slot is not None and job.cancel.is_set():
-            self._release(slot)
-            return None
-        return slot
-
-    def _release(self, slot: Slot) -> None:
-        """A slot is free again: to the first job still waiting, else to the free list."""
-        while self._waiters:
-            _, waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(slot)
-                return
-        self._free.append(slot)
-
-    async def _execute(self, job: _Job, slot: Slot, task: TaskInput) -> TaskReport:
-        if not slot.alive():
-            await slot.restart("died idle")
-        running = asyncio.ensure_future(slot.run(task))
-        timeout = job.assignment.timeout_s
-        await self._first_of(job, running, timeout)
-        if running.done():
-            try:
-                reply = running.result()
-            except SlotCrashed as exc:
-                self._spawn(self._recycle(slot, "crashed", running))
-                return self._report(job, Outcome.FAILED, failure=TaskFailure(Reason.SLOT_CRASHED, str(exc)))
-            self._release(slot)
-            return await self._from_reply(job, task, reply)
-        if job.cancel.is_set():
-            self._spawn(self._recycle(slot, "cancelled", running))
-            return self._report(job, Outcome.CANCELLED, failure=TaskFailure(job.cancel_reason, "cancelled"))
-        self._spawn(self._recycle(slot, "timed out", running))
-        message = f"task ran past its time limit of {timeout:g}s"
-        return self._report(job, Outcome.TIMED_OUT, failure=TaskFailure(Reason.TIMED_OUT, message))
-
-    @staticmethod
-    async def _first_of(job: _Job, running: asyncio.Future[Any], timeout: float | None) -> None:
-        """Until the task's reply, its cancel or its time limit, whichever comes first (one
-        future and a timer: cheaper per task than `asyncio.wait` over a second task)."""
-        loop = asyncio.get_running_loop()
-        woken: asyncio.Future[None] = loop.create_future()
-
-        def wake(*_: object) -> None:
-            if not woken.done():
-                woken.set_result(None)
-
-        running.add_done_callback(wake)
-        job.on_cancel = wake
-        timer = loop.call_later(timeout, wake) if timeout else None
-        if job.cancel.is_set():
-            wake()
-        try:
-            await woken
-        finally:
-            job.on_cancel = None
-            running.remove_done_callback(wake)
-            if timer is not None:
-                timer.cancel()
-
-    async def _recycle(self, slot: Slot, reason: str, running: asyncio.Future[Any]) -> None:
-        """Kill a slot's process and start a fresh one, retrying with backoff until it works."""
-        await slot.kill(pending=running)
-        if self._stopping:
+    def _check_time(self, lane: _Lane) -> None:
+        lane.timer = None
+        if not lane.batch or lane.deadline is None:
             return
+        loop = asyncio.get_running_loop()
+        if loop.time() < lane.deadline:  # the task that was timed here has ended
+            lane.timer = loop.call_at(lane.deadline, self._check_time, lane)
+            return
+        timeout = lane.batch[0].assignment.timeout_s
+        failure = TaskFailure(Reason.TIMED_OUT, f"task ran past its time limit of {timeout:g}s")
+        self._stop_running(lane, "timed out", Outcome.TIMED_OUT, failure)
+
+    def _on_reply(self, slot: Slot, reply: object) -> None:
+        lane = self._lanes[slot.index]
+        batch = lane.batch
+        if not isinstance(reply, SlotReply) or not batch or reply.task_id != batch[0].task.task_id:
+            self._lose(lane, "answered out of turn")
+            return
+        job = batch.popleft()
+        self._observe(job.task.category, reply.execution_s)
+        if batch:
+            self._begin(lane)
+        else:
+            lane.deadline = None
+        if not job.done:
+            job.lane = None
+            self._from_reply(job, reply)
+        if not batch:
+            self._release(lane)
+
+    def _on_lost(self, slot: Slot, why: str) -> None:
+        self._lose(self._lanes[slot.index], why)
+
+    def _lose(self, lane: _Lane, why: str) -> None:
+        """The slot process died: its running task failed, the rest of its batch goes back."""
+        if lane.batch:
+            failure = TaskFailure(Reason.SLOT_CRASHED, f"slot {lane.slot.index} {why}")
+            self._stop_running(lane, "crashed", Outcome.FAILED, failure)
+            return
+        if lane in self._free:
+            self._free.remove(lane)
+        self._recycle(lane, "died idle")
+
+    def _stop_running(self, lane: _Lane, reason: str, outcome: Outcome, failure: TaskFailure) -> None:
+        """End the lane's running job with this outcome, requeue the jobs of its batch that
+        had not started, and replace the slot process."""
+        job = lane.batch.popleft()
+        rest = [j for j in lane.batch if not j.done]
+        lane.batch.clear()
+        for later in rest:
+            later.lane = None
+        self._waiting.extendleft(reversed(rest))
+        self._finish(job, outcome, failure=failure)
+        self._recycle(lane, reason)
+        if rest:
+            self._dispatch()
+
+    def _recycle(self, lane: _Lane, reason: str) -> None:
+        lane.deadline = None
+        if lane.timer is not None:
+            lane.timer.cancel()
+            lane.timer = None
+        lane.slot.abort()
+        self._spawn(self._restart(lane, reason))
+
+    async def _restart(self, lane: _Lane, reason: str) -> None:
+        """Start a fresh process for the slot, retrying with backoff until it works."""
+        await lane.slot.kill()
         delay = RESTART_BACKOFF_S[0]
         while not self._stopping:
             try:
-                await slot.restart(reason)
-                self._release(slot)
-                return
-            except SlotCrashed:
-                log.exception("slot restart failed", extra={"slot": slot.index})
+                await lane.slot.restart(reason)
+            except (SlotCrashed, OSError):
+                log.exception("slot restart failed", extra={"slot": lane.slot.index})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RESTART_BACKOFF_S[1])
+                continue
+            self._release(lane)
+            return
 
-    async def _from_reply(self, job: _Job, task: TaskInput, reply: SlotReply) -> TaskReport:
+    def _release(self, lane: _Lane) -> None:
+        self._free.append(lane)
+        if self._waiting:
+            self._dispatch()
+
+    def _observe(self, category: str, seconds: float) -> None:
+        old = self._run_s.get(category)
+        if category not in self._warm:  # a first run pays for imports and warm-up
+            self._warm.add(category)
+        elif old is None:
+            self._run_s[category] = seconds
+        else:
+            self._run_s[category] = old + (seconds - old) * RUN_TIME_WEIGHT
+
+    def _from_reply(self, job: _Job, reply: SlotReply) -> None:
         if reply.failure is not None:
-            return self._report(job, Outcome.FAILED, failure=reply.failure, reply=reply)
-        if self._staging is not None and reply.result is not None:
-            try:
-                result = await self._staging.publish(task, reply.result)
-            except OSError as exc:
-                log.exception("cannot publish outputs", extra={"task_id": task.task_id})
-                failure = TaskFailure(Reason.OUTPUT_NOT_PUBLISHED, f"outputs not published: {exc}")
-                return self._report(job, Outcome.FAILED, failure=failure, reply=reply)
-            reply = dataclasses.replace(reply, result=result)
-        return self._report(job, Outcome.SUCCEEDED, reply=reply)
+            self._finish(job, Outcome.FAILED, failure=reply.failure, reply=reply)
+        elif self._staging is not None and reply.result and self._staging.has_outputs(job.task, reply.result):
+            self._spawn(self._publish(job, reply))
+        else:
+            self._finish(job, Outcome.SUCCEEDED, reply=reply)
 
-    def _report(
+    async def _publish(self, job: _Job, reply: SlotReply) -> None:
+        assert self._staging is not None and reply.result is not None
+        try:
+            result = await self._staging.publish(job.task, reply.result)
+        except OSError as exc:
+            log.exception("cannot publish outputs", extra={"task_id": job.task.task_id})
+            failure = TaskFailure(Reason.OUTPUT_NOT_PUBLISHED, f"outputs not published: {exc}")
+            self._finish(job, Outcome.FAILED, failure=failure, reply=reply)
+            return
+        self._finish(job, Outcome.SUCCEEDED, reply=dataclasses.replace(reply, result=result))
+
+    def _finish(
         self,
         job: _Job,
         outcome: Outcome,
         *,
         failure: TaskFailure | None = None,
         reply: SlotReply | None = None,
-    ) -> TaskReport:
+    ) -> None:
+        """Report a job once: later calls for the same job do nothing."""
+        if job.done:
+            return
+        job.done, job.lane = True, None
+        self._jobs.pop(job.assignment.task_id, None)
+        if job.staged and self._staging is not None:
+            self._staging.release(job.task)
         finished = utcnow()
         elapsed = (finished - job.started_at).total_seconds() if job.started_at else 0.0
-        return TaskReport(
+        report = TaskReport(
             assignment=job.assignment,
             outcome=outcome,
             started_at=job.started_at,
@@ -309,3 +413,9 @@ class SlotPool:
             execution_s=reply.execution_s if reply else elapsed,
             peak_memory_bytes=reply.peak_memory_bytes if reply else 0,
         )
+        key = (job.assignment.input.category, outcome.value)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = TASKS.labels(*key)
+        counter.inc()
+        self._on_finished(report)

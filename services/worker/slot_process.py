@@ -1,8 +1,10 @@
 """The body of a slot: a child process that imports torch once, keeps models warm and runs
 one task at a time for its parent worker, over a pipe.
 
-Messages: the child first sends `SlotReady`; then for each `TaskInput` it receives it
-answers one `SlotReply`; `None` (or the parent's end closing) stops it.
+Messages: the child first sends `SlotReady`; then it receives batches (lists of
+`TaskInput`), runs each batch's tasks one after another and answers one `SlotReply` per
+task as soon as it ends, so the parent always knows which task is running (to time it out
+or cancel it by killing this process); `None` (or the parent's end closing) stops it.
 """
 
 from __future__ import annotations
@@ -55,17 +57,21 @@ def slot_main(
     conn.send(SlotReady(pid=os.getpid(), handlers=registry.names()))
     while True:
         try:
-            task = conn.recv()
+            batch = conn.recv()
         except (EOFError, OSError):
             return
-        if task is None:
+        if batch is None:
             return
-        reply = run_task(registry, ctx, task)
-        try:
-            conn.send(reply)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            failure = TaskFailure(Reason.HANDLER_ERROR, f"handler result cannot be sent: {exc}")
-            conn.send(SlotReply(task_id=task.task_id, failure=failure, execution_s=reply.execution_s))
+        for task in batch:
+            _answer(conn, task, run_task(registry, ctx, task))
+
+
+def _answer(conn: Connection, task: TaskInput, reply: SlotReply) -> None:
+    try:
+        conn.send(reply)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        failure = TaskFailure(Reason.HANDLER_ERROR, f"handler result cannot be sent: {exc}")
+        conn.send(SlotReply(task_id=task.task_id, failure=failure, execution_s=reply.execution_s))
 
 
 def run_task(registry: object, ctx: object, task: TaskInput) -> SlotReply:

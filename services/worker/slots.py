@@ -1,9 +1,11 @@
 """The parent's side of a slot: start, talk to, and kill/replace one slot process.
 
-Once the slot is ready, the parent talks to it through asyncio on its end of the pipe (a
-Unix socket pair), in the framing of `multiprocessing.connection` that the child reads and
-writes: no thread hop per message, and the event loop never blocks on the pipe. The
-start-up handshake (one blocking read that may take seconds) runs on a thread.
+Once the slot is ready, the parent talks to it through an asyncio protocol on its end of
+the pipe (a Unix socket pair), in the framing of `multiprocessing.connection` that the
+child reads and writes: a batch of tasks goes out as one frame, and each reply is handed
+to `on_reply` from the event loop's read callback, with no thread hop, no future and no
+task per message. The start-up handshake (one blocking read that may take seconds) runs
+on a thread.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import os
 import pickle
 import socket
 import struct
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 from prometheus_client import Counter
 
-from services.worker.model import SlotReady, SlotReply, TaskInput
+from services.worker.model import SlotReady, TaskInput
 from services.worker.slot_process import slot_main
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,9 @@ class SlotCrashed(Exception):
 
 
 class Slot:
-    """One slot process; `run` sends a task and waits for its reply."""
+    """One slot process. `send` hands it a batch of tasks; it answers one `SlotReply` per
+    task, in order, through `on_reply`; `on_lost` says the process or its pipe went away
+    (never after `abort`, `kill` or `stop` began)."""
 
     def __init__(
         self,
@@ -50,14 +54,16 @@ class Slot:
         threads: int,
         executor: ThreadPoolExecutor,
         datablock_dir: str = "",
+        on_reply: Callable[[Slot, object], None] = lambda slot, reply: None,
+        on_lost: Callable[[Slot, str], None] = lambda slot, why: None,
     ) -> None:
         self.index = index
         self._args = (device, artifact_dir, extra_handlers, threads, datablock_dir)
         self._executor = executor
+        self._on_reply, self._on_lost = on_reply, on_lost
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.Transport | None = None
         self.handlers: tuple[str, ...] = ()
         self.generation = 0
 
@@ -66,7 +72,7 @@ class Slot:
         return self._process.pid if self._process else None
 
     def alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+        return self._process is not None and self._process.is_alive() and self._transport is not None
 
     async def start(self) -> None:
         """Spawn the process and wait until it has imported torch and its handlers."""
@@ -80,58 +86,66 @@ class Slot:
         self._process, self._conn = process, parent
         self.generation += 1
         try:
-            ready = await asyncio.wait_for(self._call(parent.recv), START_TIMEOUT_S)
+            ready = await asyncio.wait_for(self._recv_blocking(parent), START_TIMEOUT_S)
         except (TimeoutError, SlotCrashed) as exc:
             await self.kill()
             raise SlotCrashed(f"slot {self.index} did not start: {exc!r}") from exc
         if not isinstance(ready, SlotReady):
+            await self.kill()
             raise SlotCrashed(f"slot {self.index} sent {type(ready).__name__} instead of ready")
         self.handlers = ready.handlers
         # A second descriptor of the same socket for asyncio (which makes it non-blocking);
         # the Connection stays only to be closed.
         sock = socket.socket(fileno=os.dup(parent.fileno()))
-        self._reader, self._writer = await asyncio.open_unix_connection(sock=sock)
+        generation = self.generation
+        transport, _ = await asyncio.get_running_loop().create_unix_connection(
+            lambda: _Frames(self, generation), sock=sock
+        )
+        self._transport = transport
         log.info("slot ready", extra={"slot": self.index, "pid": ready.pid})
 
-    async def run(self, task: TaskInput) -> SlotReply:
-        """Send one task; raise SlotCrashed when the process dies before answering."""
-        reader, writer = self._reader, self._writer
-        if reader is None or writer is None or not self.alive():
+    def send(self, tasks: Sequence[TaskInput]) -> None:
+        """Hand the slot a batch, run one after another; raise SlotCrashed if it is not running."""
+        if self._transport is None or self._transport.is_closing():
             raise SlotCrashed(f"slot {self.index} is not running")
-        try:
-            _send(writer, task)
-            reply = await _receive(reader)
-        except (EOFError, OSError, asyncio.IncompleteReadError, pickle.UnpicklingError) as exc:
-            raise SlotCrashed(f"slot {self.index} pipe closed: {exc!r}") from exc
-        if not isinstance(reply, SlotReply) or reply.task_id != task.task_id:
-            raise SlotCrashed(f"slot {self.index} answered out of turn")
-        return reply
+        self._transport.write(_frame(list(tasks)))
 
-    async def _call(self, fn: Any, *args: Any) -> Any:
+    def _delivered(self, generation: int, message: object) -> None:
+        if generation == self.generation and self._transport is not None:
+            self._on_reply(self, message)
+
+    def _closed(self, generation: int, why: str) -> None:
+        transport = self._transport
+        if generation == self.generation and transport is not None:
+            self._transport = None
+            transport.close()
+            self._on_lost(self, why)
+
+    async def _recv_blocking(self, conn: Connection) -> object:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except (EOFError, OSError, BrokenPipeError) as exc:
+            return await loop.run_in_executor(self._executor, conn.recv)
+        except (EOFError, OSError) as exc:
             raise SlotCrashed(f"slot {self.index} pipe closed: {exc!r}") from exc
 
-    async def kill(self, pending: asyncio.Future[Any] | None = None) -> None:
-        """Kill the process at once (a stuck handler cannot be interrupted any other way).
-
-        `pending` is a `run` still waiting on the pipe: it is let finish (the dead process
-        makes it fail) before the pipe is closed, so no thread reads a reused descriptor.
-        """
-        process, conn, writer = self._process, self._conn, self._writer
-        self._process, self._conn = None, None
-        self._reader, self._writer = None, None
+    def abort(self) -> None:
+        """Kill the process now (a stuck handler cannot be interrupted any other way) and
+        stop listening to it: nothing it sent or does from here on reaches the callbacks."""
+        self.generation += 1
+        process, transport = self._process, self._transport
+        self._transport = None
         if process is not None and process.is_alive():
             process.kill()
+        if transport is not None:
+            transport.close()
+
+    async def kill(self) -> None:
+        """`abort`, then wait for the process to be gone and close the pipe."""
+        process, conn = self._process, self._conn
+        self.abort()
+        self._process, self._conn = None, None
         if process is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, process.join, 10)
-        if pending is not None:
-            with contextlib.suppress(SlotCrashed, asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(pending, 10)
-        if writer is not None:
-            writer.close()
         if conn is not None:
             conn.close()
 
@@ -143,29 +157,55 @@ class Slot:
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Ask the process to exit, then kill it if it has not."""
-        process, writer = self._process, self._writer
+        process, transport = self._process, self._transport
         if process is None:
             return
-        if writer is not None:
-            with contextlib.suppress(OSError):
-                _send(writer, None)
+        self.generation += 1  # its pipe closing now is no crash
+        if transport is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                transport.write(_frame(None))
         await asyncio.get_running_loop().run_in_executor(self._executor, process.join, grace_s)
         await self.kill()
 
 
-def _send(writer: asyncio.StreamWriter, message: object) -> None:
+class _Frames(asyncio.Protocol):
+    """Cuts the byte stream from a slot into `multiprocessing.connection` frames."""
+
+    def __init__(self, slot: Slot, generation: int) -> None:
+        self._slot, self._generation = slot, generation
+        self._buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start, end = 0, len(buffer)
+        try:
+            while end - start >= 4:
+                (size,) = _SHORT.unpack_from(buffer, start)
+                head = 4
+                if size == -1:
+                    if end - start < 12:
+                        break
+                    (size,) = _LONG.unpack_from(buffer, start + 4)
+                    head = 12
+                if end - start < head + size:
+                    break
+                message = pickle.loads(buffer[start + head : start + head + size])
+                start += head + size
+                self._slot._delivered(self._generation, message)
+        except Exception as exc:  # a garbled pipe is a lost slot, never a loop error
+            self._slot._closed(self._generation, f"unreadable reply: {exc!r}")
+            return
+        finally:
+            del buffer[:start]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._slot._closed(self._generation, f"pipe closed: {exc!r}" if exc else "pipe closed")
+
+
+def _frame(message: object) -> bytes:
     """One `multiprocessing.connection` frame: a 4-byte big-endian length, then the pickle."""
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    header = (
-        _SHORT.pack(len(payload))
-        if len(payload) <= 0x7FFFFFFF
-        else _SHORT.pack(-1) + _LONG.pack(len(payload))
-    )
-    writer.write(header + payload)
-
-
-async def _receive(reader: asyncio.StreamReader) -> object:
-    (size,) = _SHORT.unpack(await reader.readexactly(4))
-    if size == -1:
-        (size,) = _LONG.unpack(await reader.readexactly(8))
-    return pickle.loads(await reader.readexactly(size))
+    if len(payload) <= 0x7FFFFFFF:
+        return _SHORT.pack(len(payload)) + payload
+    return _SHORT.pack(-1) + _LONG.pack(len(payload)) + payload

@@ -47,6 +47,10 @@ class Staging:
         if task.input_blocks:
             self.cache.unpin(ref.name for ref in task.input_blocks)
 
+    def has_outputs(self, task: TaskInput, result: HandlerResult) -> bool:
+        """Whether `publish` has anything to do for this result."""
+        return bool(task.outputs) or bool(_summary_block(result))
+
     async def publish(self, task: TaskInput, result: HandlerResult) -> HandlerResult:
         """Adopt the outputs the slot wrote into the cache and publish them to the store.
 
