@@ -6,8 +6,10 @@ after it; the figure is acknowledged metrics per second, from the first write to
 ack. In the same run, the same rows go into a plain copy of the samples table (same
 columns and indexes, no profiles, no usage) by batched INSERT (psycopg executemany,
 pipelined) and by COPY, one transaction per request-sized batch, and by COPY in
-transactions as large as the service's largest group commit: the ceiling. A last ingest
-pass runs under pyinstrument to show where the time goes.
+transactions as large as the service's largest group commit: the ceiling. The service
+pass settles the garbage collector after building the app, as the service process does
+(`common.server.settle_gc`), and gives it back before the baselines. A last ingest pass
+runs under pyinstrument to show where the time goes.
 
     python -m bench.ingest [--metrics N] [--batch B] [--repeats R]
 """
@@ -29,6 +31,7 @@ from bench.ingest_report import GOAL, report, shares
 from bench.report import write
 from common import db
 from common.channels import authed_channel
+from common.server import settle_gc
 from common.tokens import sign_assignment
 from services.profile_store import convert
 from services.profile_store.app import MIGRATIONS, SCHEMA, ProfileStoreApp
@@ -101,6 +104,8 @@ async def ingest_once(
         port=0, database_url=url, internal_token=TOKEN, classifier_address="", ingest_batch_max=batch
     )
     app = ProfileStoreApp(config)
+    thresholds = gc.get_threshold()
+    settle_gc()  # as the service process does (common.server.service_main)
     await app.start()
     assert app.server is not None and app.servicer is not None
     try:
@@ -130,6 +135,9 @@ async def ingest_once(
         commits = app.servicer.commits
     finally:
         await app.stop()
+        # The baselines run in this process too: give them CPython's collector back.
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     expected = sum(len(r.metrics) for r in requests)
     assert acked == expected, (acked, expected)
     return {
