@@ -36,6 +36,8 @@ class Committer:
         self._deferred_timer: asyncio.TimerHandle | None = None
         self.defer_s = defer_s
         self._update_waiters: list[asyncio.Future[None]] = []
+        # Resolved when the commit in flight ends (written or not).
+        self._committing: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -101,15 +103,31 @@ class Committer:
         self._deferred.clear()
         self._wake.set()
 
-    async def flush(self) -> None:
-        """Wait until everything queued so far is durable."""
-        self._deferred_due()
-        if not (self._inserts or self._updates):
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._update_waiters.append(future)
-        self._wake.set()
-        await future
+    async def flush(self, deferred: bool = True) -> None:
+        """Wait until everything queued so far, and the commit in flight, is durable.
+
+        `deferred=False` leaves the deferred ASSIGNED/RUNNING writes to their timer: a
+        reader waiting for a terminal write to land needs those, not the others."""
+        if deferred:
+            self._deferred_due()
+        while True:
+            if self._inserts or self._updates:
+                future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._update_waiters.append(future)
+                self._wake.set()
+                await future
+                return
+            if self._committing is None:
+                return
+            # Its records are no longer queued but not durable yet; should it fail, they are
+            # queued again and the loop waits for the retry.
+            await asyncio.shield(self._committing)
+
+    def forget(self, record_ids: Sequence[str]) -> None:
+        """Drop queued transitions of tasks that no longer exist (their insert failed)."""
+        for record_id in record_ids:
+            self._updates.pop(record_id, None)
+            self._deferred.pop(record_id, None)
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -123,16 +141,30 @@ class Committer:
                     await asyncio.sleep(backoff)
 
     async def _commit_some(self) -> bool:
+        committing = self._committing = asyncio.get_running_loop().create_future()
+        try:
+            return await self._commit_next()
+        finally:
+            self._committing = None
+            committing.set_result(None)
+
+    async def _commit_next(self) -> bool:
         inserts, self._inserts = self._inserts[: self.batch_max], self._inserts[self.batch_max :]
         if self._deferred:
             self._deferred_due()  # they travel with this commit
-        updates = list(self._updates.values())
+        # A task placed while its insert waits must not have its transitions written first
+        # (the UPDATE would match no row): those wait for the commit carrying the insert.
+        later = {r.id for batch, _, _ in self._inserts for r in batch}
+        updates = [r for r in self._updates.values() if r.id not in later]
         # The states this commit writes: a record that changes while the commit is in
         # flight is queued again, and is announced (and forgotten, if terminal) only once
         # the commit that carries its new state is durable.
         written = [record.state for record in updates]
         waiters, self._update_waiters = self._update_waiters, []
-        self._updates.clear()
+        if later:
+            self._updates = {rid: r for rid, r in self._updates.items() if rid in later}
+        else:
+            self._updates.clear()
         new = [r for batch, _, _ in inserts for r in batch]
         jobs = [j for _, batch, _ in inserts for j in batch]
         try:
@@ -150,8 +182,11 @@ class Committer:
         for _, _, future in inserts:
             if not future.done():
                 future.set_result(None)
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
+        if later:  # what was held back goes with the next commit; so do those waiting for it
+            self._update_waiters.extend(waiters)
+        else:
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
         self.on_committed([r for r, state in zip(updates, written, strict=True) if r.state is state])
         return True

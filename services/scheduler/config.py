@@ -23,6 +23,9 @@ class SchedulerConfig(ServerConfig):
     cycle_interval_s: float = 0.05
     reprioritize_interval_s: float = 5.0
     commit_batch_max: int = 2000
+    # ASSIGNED and RUNNING writes (a restart requeues those tasks either way) ride the next
+    # commit, or go on their own after this long at the latest.
+    commit_defer_s: float = 0.1
     max_placements_per_cycle: int = 1000
     max_attempts: int = 3
     # Assignments a worker may hold beyond its slots, per slot (they wait on the worker).
@@ -51,7 +54,7 @@ class SchedulerConfig(ServerConfig):
         out = super().problems()
         if not self.database_url:
             out.append("database_url: must be set")
-        for name in ("heartbeat_timeout_s", "cycle_interval_s", "reprioritize_interval_s"):
+        for name in ("heartbeat_timeout_s", "cycle_interval_s", "reprioritize_interval_s", "commit_defer_s"):
             if getattr(self, name) <= 0:
                 out.append(f"{name}: must be positive")
         if self.heartbeat_interval_ms <= 0:

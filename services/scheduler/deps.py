@@ -36,7 +36,7 @@ class Dependencies:
                 self._unmet.setdefault(record.id, set()).add(dep)
                 self._dependents[dep].add(record.id)
         for task_id in failed:
-            self._forget(task_id)
+            self.forget(task_id)
         return failed
 
     def resolved(self, record: TaskRecord) -> list[tuple[str, str | None]]:
@@ -52,11 +52,12 @@ class Dependencies:
                     del self._unmet[dependent]
                     out.append((dependent, None))
             else:
-                self._forget(dependent)
+                self.forget(dependent)
                 out.append((dependent, f"dependency {record.id} ended {record.state.name}"))
         return out
 
-    def _forget(self, task_id: str) -> None:
+    def forget(self, task_id: str) -> None:
+        """Drop a task's registered dependencies (it failed, or was never admitted)."""
         for dep in self._unmet.pop(task_id, set()):
             subs = self._dependents.get(dep)
             if subs is not None:

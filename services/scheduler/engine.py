@@ -55,7 +55,12 @@ class Engine:
         self.workers = WorkerRegistry()
         self.watchers = Watchers()
         self.deps = Dependencies()
-        self.committer = Committer(store, batch_max=config.commit_batch_max, on_committed=self._committed)
+        self.committer = Committer(
+            store,
+            batch_max=config.commit_batch_max,
+            defer_s=config.commit_defer_s,
+            on_committed=self._committed,
+        )
         self.weights = PriorityWeights(
             category=config.weight_category,
             qos=config.weight_qos,
@@ -82,6 +87,7 @@ class Engine:
             self.tenants.admit(tenant, sum(1 for r in fresh if r.tenant == tenant), now)
         await check_dependencies(self.store, self.tasks, fresh)
         failed_deps = await self.deps.prepare(fresh, self.tasks, self.store)
+        fresh = self._claim_keys(fresh, existing)
         for record in fresh:
             record.queued_at = now
             unreachable = self._unreachable_deadline(record, now)
@@ -105,8 +111,29 @@ class Engine:
             self._withdraw(fresh)
             raise
         if any(r.state.terminal and self.tasks.get(r.id) is r for r in fresh):
-            await self.committer.flush()  # a task that finished meanwhile is shown once durable
-        return [existing.get((r.tenant, r.idempotency_key or ""), r) for r in records]
+            # a task that finished meanwhile is shown once durable
+            await self.committer.flush(deferred=False)
+        return [existing.get((r.tenant, r.idempotency_key), r) if r.idempotency_key else r for r in records]
+
+    def _claim_keys(
+        self, fresh: list[TaskRecord], existing: dict[tuple[str, str], TaskRecord]
+    ) -> list[TaskRecord]:
+        """The first task of each idempotency key in this batch, unless a live task holds the
+        key (a concurrent submit admitted it while this one awaited). Runs with no await
+        between it and admission, so two submits of one key cannot both be admitted."""
+        kept = []
+        for record in fresh:
+            if record.idempotency_key:
+                key = (record.tenant, record.idempotency_key)
+                holder = self.tasks.get(self._idempotent.get(key, ""))
+                if holder is not None:
+                    existing[key] = holder
+                if key in existing:
+                    self.deps.forget(record.id)
+                    continue
+                existing[key] = record
+            kept.append(record)
+        return kept
 
     def _withdraw(self, records: Sequence[TaskRecord]) -> None:
         """Forget tasks whose insert failed: off the queues, and stopped where they run (the
@@ -123,9 +150,11 @@ class Engine:
                     )
                 )
             self._count(record, -1)
+            self.profiles.stopped(record.id)
             del self.tasks[record.id]
             if record.idempotency_key:
                 self._idempotent.pop((record.tenant, record.idempotency_key), None)
+        self.committer.forget([r.id for r in records])
 
     def _unreachable_deadline(self, record: TaskRecord, now: float) -> str | None:
         return unreachable_deadline(record.demand, self.workers.fleet, self.profiles, self.priors, now)
@@ -264,7 +293,8 @@ class Engine:
         record.started_at = (
             started.started_at.ToNanoseconds() / 1e9 if started.HasField("started_at") else self.clock.now()
         )
-        self.profiles.started(record.id, record.tenant, record.started_at)
+        # Charged in flight from when this scheduler heard of it (its own clock, no skew).
+        self.profiles.started(record.id, record.tenant, self.clock.now())
         self.committer.defer([record])
 
     def task_finished(self, worker_id: str, outcome: scheduler_pb2.TaskOutcome) -> None:
@@ -298,7 +328,11 @@ class Engine:
             return
         if outcome.HasField("result"):
             record.result = outcome.result.SerializeToString(deterministic=True)
-        if record.started_at is not None:
+        if outcome.HasField("started_at") and outcome.HasField("finished_at"):
+            # Both ends from the worker's clock: no skew between machines in the charge.
+            ran = (outcome.finished_at.ToNanoseconds() - outcome.started_at.ToNanoseconds()) / 1e9
+            self.profiles.charge(record.tenant, max(ran, 0.0), now)
+        elif record.started_at is not None:
             self.profiles.charge(record.tenant, max(now - record.started_at, 0.0), now)
         self._finish(record, state, reason or None, outcome.error.message or None, now)
 

@@ -31,9 +31,10 @@ class ProfileCache:
     Usage (DESIGN §4) is the profile store's decayed usage of completed work, published over
     WatchTenantScores, plus the in-flight charge of the tasks running now
     (`core.priority.in_flight_charge`, the function the simulator uses), plus what finished
-    here since the tenant's last published score. Until scores arrive (or while the profile
-    store is down) completed work is the scheduler's own decayed accounting. The in-flight
-    charge is in wall device-seconds: the scheduler does not know the reference speeds.
+    here since the tenant's last published score. Until scores arrive, and whenever the
+    scores stream breaks, completed work is the scheduler's own decayed accounting. Charges
+    made here are in wall device-seconds (the scheduler does not know the reference speeds
+    the profile store charges in); the next published score replaces them.
     """
 
     def __init__(self, half_life_s: float, dampening: float = 1.0) -> None:
@@ -46,7 +47,7 @@ class ProfileCache:
         self.shares: dict[str, float] = {}
         self._local_usage: dict[str, tuple[float, float]] = {}
         # Completed here since the tenant's last published score (published mode only).
-        self._pending: dict[str, float] = {}
+        self._pending: dict[str, tuple[float, float]] = {}
         # Running tasks: task id -> (tenant, started_at).
         self._running: dict[str, tuple[str, float]] = {}
         # Factors recomputed at most once per FAIR_TTL_S (queued priorities are refreshed
@@ -84,16 +85,25 @@ class ProfileCache:
     def charge(self, tenant: str, seconds: float, now: float) -> None:
         """Completed work seen here; the profile store's next score for the tenant covers it."""
         if self.published:
-            self._pending[tenant] = self._pending.get(tenant, 0.0) + seconds
-        usage, at = self._local_usage.get(tenant, (0.0, now))
-        self._local_usage[tenant] = (decay(usage, now - at, self.half_life_s) + seconds, now)
+            self._add(self._pending, tenant, seconds, now)
+        self._add(self._local_usage, tenant, seconds, now)
+
+    def scores_lost(self) -> None:
+        """The scores stream broke: go back to the scheduler's own accounting."""
+        self.published.clear()
+        self._pending.clear()
+        self._factors_at = float("-inf")
+
+    def _add(self, book: dict[str, tuple[float, float]], tenant: str, seconds: float, now: float) -> None:
+        usage, at = book.get(tenant, (0.0, now))
+        book[tenant] = (decay(usage, now - at, self.half_life_s) + seconds, now)
 
     def usage(self, now: float) -> dict[str, float]:
         """Decayed usage per tenant at `now`, running tasks included."""
         base = self.published if self.published else self._local_usage
         usage = {t: decay(u, now - at, self.half_life_s) for t, (u, at) in base.items()}
-        for tenant, seconds in self._pending.items():
-            usage[tenant] = usage.get(tenant, 0.0) + seconds
+        for tenant, (seconds, at) in self._pending.items():
+            usage[tenant] = usage.get(tenant, 0.0) + decay(seconds, now - at, self.half_life_s)
         for tenant, started_at in self._running.values():
             usage[tenant] = usage.get(tenant, 0.0) + in_flight_charge(started_at, now)
         return usage
@@ -146,5 +156,8 @@ class ProfileFeed:
             self.connected.set()
 
     async def _scores(self, stub: profile_store_pb2_grpc.ProfileStoreServiceAsyncStub) -> None:
-        async for msg in stub.WatchTenantScores(profile_store_pb2.WatchTenantScoresRequest()):
-            self.cache.apply_scores(list(msg.scores), msg.snapshot, self.clock.now())
+        try:
+            async for msg in stub.WatchTenantScores(profile_store_pb2.WatchTenantScoresRequest()):
+                self.cache.apply_scores(list(msg.scores), msg.snapshot, self.clock.now())
+        finally:
+            self.cache.scores_lost()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from common.errors import NotFound
 from services.scheduler.convert import explanation_to_proto, job_to_proto, task_to_proto
@@ -19,10 +19,7 @@ class Queries:
     async def tasks(self, tenant: str, task_ids: Sequence[str]) -> list[TaskRecord]:
         """The tenant's tasks, in the order asked; any other id is NOT_FOUND."""
         live = {tid: self.engine.tasks[tid] for tid in task_ids if tid in self.engine.tasks}
-        if any(record.state.terminal for record in live.values()):
-            # A live task is terminal only until that write is durable: answer once it is,
-            # so no reader sees a result that a crash could still take back.
-            await self.engine.committer.flush()
+        await self._durable(live.values())
         stored = {r.id: r for r in await self.engine.store.get([t for t in task_ids if t not in live])}
         out = []
         for tid in task_ids:
@@ -32,6 +29,15 @@ class Queries:
             out.append(record)
         return out
 
+    async def _durable(self, records: Iterable[TaskRecord]) -> None:
+        """A live task is terminal only until that write is durable: answer once it is, so no
+        reader sees a result that a crash could still take back."""
+        if any(record.state.terminal for record in records):
+            await self.engine.committer.flush(deferred=False)
+
+    def _fresh(self, rows: Iterable[TaskRecord]) -> list[TaskRecord]:
+        return [self.engine.tasks.get(r.id, r) for r in rows]
+
     async def list_tasks(
         self, tenant: str, job_id: str, states: Sequence[TaskState], page_size: int, page_token: str
     ) -> tuple[list[TaskRecord], str]:
@@ -39,7 +45,8 @@ class Queries:
         rows = await self.engine.store.list_tasks(
             tenant=tenant, job_id=job_id or None, states=states, limit=size + 1, after_id=page_token or None
         )
-        fresh = [self.engine.tasks.get(r.id, r) for r in rows[:size]]
+        fresh = self._fresh(rows[:size])
+        await self._durable(fresh)
         return fresh, rows[size - 1].id if len(rows) > size else ""
 
     async def job(self, tenant: str, job_id: str) -> types_pb2.Job:
@@ -49,7 +56,8 @@ class Queries:
         rows = await self.engine.store.list_tasks(
             tenant=tenant, job_id=job_id, states=(), limit=1_000_000, after_id=None
         )
-        records = [self.engine.tasks.get(r.id, r) for r in rows]
+        records = self._fresh(rows)
+        await self._durable(records)
         counts: dict[TaskState, int] = {}
         for record in records:
             counts[record.state] = counts.get(record.state, 0) + 1
@@ -93,7 +101,10 @@ class Queries:
                 rows = await self.engine.store.list_tasks(
                     tenant=tenant, job_id=job_id, states=(), limit=1_000_000, after_id=None
                 )
-                current += [self.engine.tasks.get(r.id, r) for r in rows if r.id not in set(task_ids)]
+                asked = set(task_ids)
+                extra = self._fresh(r for r in rows if r.id not in asked)
+                await self._durable(extra)
+                current += extra
             states = {r.id: r.state for r in current}
             yield [task_to_proto(r) for r in current]
             if all(s.terminal for s in states.values()):

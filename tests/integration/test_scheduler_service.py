@@ -18,6 +18,7 @@ from common.timeutil import to_timestamp, utcnow
 from common.tokens import verify_assignment
 from services.scheduler.app import SchedulerApp
 from services.scheduler.config import SchedulerConfig
+from services.scheduler.model import TaskState
 from switchyard.v1 import scheduler_pb2 as pb
 from switchyard.v1 import scheduler_pb2_grpc, types_pb2
 from tests.helpers import assert_eventually, free_port
@@ -279,6 +280,26 @@ async def test_idempotency_key_returns_the_first_task(stub):
     assert a.id == b.id == first.id
 
 
+async def test_one_idempotency_key_in_concurrent_and_repeated_submits_makes_one_task(scheduler, stub):
+    twice = [classified(idempotency_key="order-7"), classified(idempotency_key="order-7")]
+    answer = await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=twice))
+    assert [t.id for t in answer.tasks] == [twice[0].id, twice[0].id]
+    racing = [classified(idempotency_key="order-8") for _ in range(5)]
+    answers = await asyncio.gather(
+        *(stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[t, classified()])) for t in racing)
+    )
+    winners = {a.tasks[0].id for a in answers}
+    assert len(winners) == 1, "every submit of the key answers with the same task"
+    stored = await scheduler.store.find_idempotent("acme", ["order-7", "order-8"])
+    assert sorted(t.idempotency_key for t in stored) == ["order-7", "order-8"]
+    assert {t.id for t in stored} == {twice[0].id, *winners}
+    # The unrelated task beside each racing submit was admitted, whichever submit won.
+    got = await stub.GetTasks(
+        pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[a.tasks[1].id for a in answers])
+    )
+    assert len(got.tasks) == len(racing)
+
+
 async def test_restart_rebuilds_queues_from_the_database(database_url):
     config = make_config(database_url)
     app = SchedulerApp(config)
@@ -530,10 +551,17 @@ async def test_tasks_whose_insert_fails_are_withdrawn_from_the_worker(scheduler,
     task = classified()
     enqueue = asyncio.ensure_future(stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[task])))
     await assert_eventually(lambda: [a.task.id for a in worker.assignments] == [task.id], msg="dispatched")
+    a = worker.assignments[0]
+    started = pb.TaskStarted(task_id=task.id, attempt=a.task.attempt, assignment_token=a.assignment_token)
+    worker.outbox.put_nowait(pb.ConnectWorkerRequest(results=pb.TaskResults(started=[started])))
+    await assert_eventually(
+        lambda: scheduler.engine.tasks[task.id].state == TaskState.RUNNING, msg="running before its insert"
+    )
     release.set()
     with pytest.raises(grpc.aio.AioRpcError):
         await enqueue
     await assert_eventually(lambda: worker.cancels == [task.id], msg="withdrawn from the worker")
+    assert "acme" not in scheduler.profiles.usage(scheduler.clock.now()), "no in-flight charge left behind"
     scheduler.store.commit = commit  # type: ignore[method-assign]
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[task.id]))
@@ -557,12 +585,14 @@ async def test_a_running_task_charges_its_tenant_in_flight_until_it_finishes(sch
     )
     worker.outbox.put_nowait(pb.ConnectWorkerRequest(results=pb.TaskResults(started=[started])))
     now = scheduler.clock.now
-    await assert_eventually(
-        lambda: scheduler.profiles.usage(now()).get("globex", 0.0) >= 60.0, msg="charged in flight"
-    )
+    heard = now()
+    await assert_eventually(lambda: "globex" in scheduler.profiles.usage(now()), msg="charged in flight")
+    await asyncio.sleep(0.2)
+    # From when the scheduler heard of the start (its own clock), not the worker's stamp.
+    assert 0.2 <= scheduler.profiles.usage(now())["globex"] <= now() - heard
     worker.finish(a)
     await assert_eventually(lambda: scheduler.engine.tasks.get(task.id) is None, msg="finished and forgotten")
     usage = scheduler.profiles.usage(now())
-    # The finished run is charged once (60 s and a little), not once in flight and once done.
+    # Done, it is charged once, from the start the worker stamped (60 s and a little).
     assert 60.0 <= usage["globex"] < 90.0
     await worker.close()

@@ -93,3 +93,20 @@ def test_dampening_keeps_heavy_tenants_apart() -> None:
     assert damped.fair_share("heavy", T0) == pytest.approx(2.0 ** (-u_heavy / 100))
     assert damped.fair_share("heavier", T0) == pytest.approx(2.0 ** (-u_heavier / 100))
     assert damped.fair_share("heavier", T0) < damped.fair_share("heavy", T0) < damped.fair_share("t1", T0)
+
+
+def test_completed_work_not_yet_published_decays_with_the_half_life() -> None:
+    cache = cache_with({"a": 1, "b": 1}, {"a": 0.0, "b": 0.0})
+    cache.charge("a", 100.0, T0)
+    later = T0 + HALF_LIFE
+    assert cache.usage(later)["a"] == pytest.approx(50.0)
+
+
+def test_a_broken_scores_stream_falls_back_to_the_scheduler_s_own_accounting() -> None:
+    cache = cache_with({"a": 1, "b": 1}, {"a": 1000.0, "b": 0.0})
+    cache.charge("b", 30.0, T0)
+    assert cache.usage(T0)["a"] == pytest.approx(1000.0)
+    cache.scores_lost()
+    usage = cache.usage(T0)
+    assert usage.get("a", 0.0) == 0.0 and usage["b"] == pytest.approx(30.0)
+    assert cache.fair_share("b", T0) < cache.fair_share("a", T0)
