@@ -209,7 +209,10 @@ def ingest_response(
     add, stored = acks.add, iter(duplicates)
     for m, c in zip(metrics, checked, strict=True):
         if isinstance(c, Metric):
-            add(task_id=c.task_id, attempt=c.attempt, duplicate=next(stored))
+            if next(stored):
+                add(task_id=c.task_id, attempt=c.attempt, duplicate=True)
+            else:  # False is the default: not setting it is the same ack, built faster
+                add(task_id=c.task_id, attempt=c.attempt)
         else:
             acks.append(ack(m, c))
     return response

@@ -7,6 +7,7 @@ import math
 from datetime import UTC, datetime
 
 import pytest
+from google.rpc import status_pb2
 
 from common.config import load_config
 from common.errors import ConfigError
@@ -121,3 +122,16 @@ async def test_feed_coalesces_changes_per_window() -> None:
         feed.close()
         assert await asyncio.wait_for(sub.next_batch(), 10) is None
     assert feed.profiles.subscriber_count == 0
+
+
+def test_ingest_response_acks_stored_duplicate_and_rejected_metrics_in_order() -> None:
+    protos = [types_pb2.ResultMetrics(task_id=f"t{i}", attempt=i + 1) for i in range(3)]
+    stored = [
+        Metric(task_id=p.task_id, attempt=p.attempt, worker_id="w", device_model="d", category="c",
+               tenant="t", outcome=Outcome.SUCCEEDED)
+        for p in protos
+    ]  # fmt: skip
+    rejected = status_pb2.Status(code=3, message="task_id: required")
+    response = convert.ingest_response(protos, [stored[0], rejected, stored[2]], [False, True])
+    got = [(a.task_id, a.attempt, a.duplicate, a.HasField("status"), a.status.code) for a in response.acks]
+    assert got == [("t0", 1, False, False, 0), ("t1", 2, False, True, 3), ("t2", 3, True, False, 0)]
