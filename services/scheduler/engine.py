@@ -20,7 +20,7 @@ from services.scheduler.core.clock import Clock
 from services.scheduler.core.cycle import CycleLimits, SchedulerView, plan_cycle
 from services.scheduler.core.model import Group
 from services.scheduler.core.placement import Priors
-from services.scheduler.core.priority import PriorityWeights, priority
+from services.scheduler.core.priority import PriorityWeights, priority_value
 from services.scheduler.core.queues import GroupQueue
 from services.scheduler.deps import Dependencies
 from services.scheduler.model import JobRecord, TaskRecord, TaskState
@@ -191,13 +191,15 @@ class Engine:
         now = self.clock.now() if now is None else now
         if fair is None:
             fair = self.profiles.fair_share(record.tenant, now)
-        self.queues[record.demand.group].push(record.id, priority(record.demand, now, fair, self.weights))
+        self.queues[record.demand.group].push(
+            record.id, priority_value(record.demand, now, fair, self.weights)
+        )
 
     def reprioritize(self) -> None:
         now = self.clock.now()
         for queue in self.queues.values():
             queue.reprioritize(
-                lambda tid: priority(
+                lambda tid: priority_value(
                     self.tasks[tid].demand,
                     now,
                     self.profiles.fair_share(self.tasks[tid].tenant, now),
