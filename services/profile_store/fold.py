@@ -92,9 +92,14 @@ def fold(committed: ProfileStats | None, samples: Sequence[Sample], alpha: float
 def tenant_charges(metrics: Sequence[Metric], speeds: Mapping[str, float]) -> dict[str, float]:
     """Reference-device-seconds per tenant: every stored metric with an execution time."""
     charges: dict[str, float] = defaultdict(float)
+    speed_of: dict[str, float] = {}  # a batch holds a few device models
     for m in metrics:
-        if m.execution_time_s is not None:
-            charges[m.tenant] += usage.usage_charge(m.execution_time_s, m.device_model, speeds)
+        seconds = m.execution_time_s
+        if seconds is not None:
+            speed = speed_of.get(m.device_model)
+            if speed is None:
+                speed = speed_of[m.device_model] = usage.reference_speed(m.device_model, speeds)
+            charges[m.tenant] += max(seconds, 0.0) * speed  # usage.usage_charge, inlined
     return charges
 
 
