@@ -6,9 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2
 
-from common.timeutil import from_timestamp, seconds_to_duration, to_timestamp
+from common.timeutil import from_timestamp, to_timestamp
 from services.worker.model import (
     Assignment,
     BlockRef,
@@ -213,7 +213,7 @@ def metrics_to_proto(
         batch_size=task.batch_size,
         category=task.category,
         tenant=task.tenant,
-        execution_time=seconds_to_duration(report.execution_s),
+        execution_time=_duration(report.execution_s),
         items_per_second=items / report.execution_s if report.execution_s > 0 and items else 0.0,
         gpu_utilization=telemetry.gpu_utilization,
         cpu_utilization=telemetry.cpu_utilization,
@@ -224,7 +224,12 @@ def metrics_to_proto(
     )
     queued_at = report.assignment.queued_at
     if queued_at is not None and report.started_at is not None:
-        out.queue_wait.CopyFrom(
-            seconds_to_duration(max((report.started_at - queued_at).total_seconds(), 0.0))
-        )
+        out.queue_wait.CopyFrom(_duration((report.started_at - queued_at).total_seconds()))
     return out
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    """A non-negative duration (a negative one reads as 0), built directly: several times
+    cheaper than `Duration.FromNanoseconds`, and this runs for every finished task."""
+    nanos = max(int(seconds * 1e9), 0)
+    return duration_pb2.Duration(seconds=nanos // 1_000_000_000, nanos=nanos % 1_000_000_000)

@@ -159,6 +159,20 @@ def test_metrics_to_proto() -> None:
     ) == T0 + timedelta(seconds=5)
 
 
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(1.25, (1, 250_000_000)), (0.000123, (0, 123_000)), (0.0, (0, 0)), (-0.5, (0, 0))],
+)
+def test_metrics_durations_are_whole_seconds_and_nanos(seconds: float, expected: tuple[int, int]) -> None:
+    m = metrics_to_proto(
+        report(Outcome.SUCCEEDED, execution_s=seconds),
+        worker_id="w1",
+        device_model="Xeon",
+        telemetry=TelemetrySample(),
+    )
+    assert (m.execution_time.seconds, m.execution_time.nanos) == expected
+
+
 def test_worker_info_to_proto() -> None:
     device = DeviceInfo(
         kind="cpu", device="cpu", device_model="Xeon", memory_bytes=10, precisions=CPU_PRECISIONS
