@@ -78,7 +78,8 @@ class SchedulerLink:
         self.session = 0
         self.connected = False
         self.registrations = 0
-        self._started: list[scheduler_pb2.TaskStarted] = []
+        # Started events stay plain until written: most leave with their outcome, unsent.
+        self._started: list[tuple[Assignment, datetime]] = []
         self._outcomes: list[scheduler_pb2.TaskOutcome] = []
         self._heartbeat_due = False
         self._wake = asyncio.Event()
@@ -230,7 +231,7 @@ class SchedulerLink:
 
     def report_started(self, assignment: Assignment, started_at: datetime) -> None:
         if self.connected and assignment.session == self.session:
-            self._started.append(started_to_proto(assignment, started_at))
+            self._started.append((assignment, started_at))
             self._wake.set()
 
     def report_finished(self, report: TaskReport) -> None:
@@ -275,9 +276,11 @@ class SchedulerLink:
         (the outcome carries started_at)."""
         outcomes, self._outcomes = self._outcomes[:MAX_BATCH], self._outcomes[MAX_BATCH:]
         done = {o.task_id for o in outcomes}
-        started = [s for s in self._started if s.task_id not in done]
+        started = [s for s in self._started if s[0].task_id not in done]
         started, self._started = started[:MAX_BATCH], started[MAX_BATCH:]
-        return scheduler_pb2.TaskResults(started=started, outcomes=outcomes)
+        return scheduler_pb2.TaskResults(
+            started=[started_to_proto(a, at) for a, at in started], outcomes=outcomes
+        )
 
 
 def _placeholder(item: scheduler_pb2.Assignment, session: int) -> Assignment:
