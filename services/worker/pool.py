@@ -212,6 +212,9 @@ class SlotPool:
     def _enqueue(self, job: _Job) -> None:
         """Queue a job; the jobs queued in this loop turn are dispatched together."""
         self._waiting.append(job)
+        self._dispatch_soon()
+
+    def _dispatch_soon(self) -> None:
         if not self._dispatch_due:
             self._dispatch_due = True
             asyncio.get_running_loop().call_soon(self._dispatch)
@@ -328,7 +331,9 @@ class SlotPool:
         self._finish(job, outcome, failure=failure)
         self._recycle(lane, reason)
         if rest:
-            self._dispatch()
+            # Not at once: a cancel of several tasks (all of them, when the link drops) must
+            # not hand the rest to another slot only to kill that one too.
+            self._dispatch_soon()
 
     def _recycle(self, lane: _Lane, reason: str) -> None:
         lane.deadline = None
@@ -418,4 +423,7 @@ class SlotPool:
         if counter is None:
             counter = self._counters[key] = TASKS.labels(*key)
         counter.inc()
-        self._on_finished(report)
+        try:
+            self._on_finished(report)
+        except Exception:  # the caller's bug must not end the slot that answered
+            log.exception("on_finished failed", extra={"task_id": job.assignment.task_id})

@@ -165,3 +165,12 @@ async def test_a_task_cancelled_before_its_turn_is_reported_once(pool: Pool) -> 
     assert outcomes == [Outcome.SUCCEEDED, Outcome.CANCELLED, Outcome.SUCCEEDED]
     assert ids[1] not in pool.started
     assert pool.pool.batches == batches + 1 and pool.pool.slot_pids() == pids
+
+
+async def test_cancelling_a_whole_batch_reports_each_task_once(pool: Pool) -> None:
+    await pool.warm("t_cancel")
+    ids = [pool.submit("t_cancel", seconds=60), pool.submit("t_cancel"), pool.submit("t_cancel")]
+    await assert_eventually(lambda: ids[0] in pool.started, msg="started")
+    assert sorted(pool.pool.cancel_all("WORKER_STOPPING")) == sorted(ids)
+    assert await pool.outcomes(*ids) == [Outcome.CANCELLED] * 3
+    assert all((r := pool.report(t)) and r.failure and r.failure.reason == "WORKER_STOPPING" for t in ids)
