@@ -175,7 +175,10 @@ NOTES = [
     "process; in this benchmark the frozen heap also holds the client's prebuilt requests, "
     "which a service process does not have). The machine is shared: while other work holds its "
     "two CPUs the event loop gets part of one, which is why the figures move between runs; the "
-    "event-loop CPU per metric is the steadier figure. Next steps: one read of the fields feeding "
+    "event-loop CPU per metric is the steadier figure. The goal is met with a thin margin: medians "
+    "near 20,000 with runs on either side; at 05:56 the same day, with the machine busier (1-minute "
+    "load 3.3 before, 3.4 after), 9 repeats gave a median of 19,560 (14,970-23,701), not met. "
+    "Next steps: one read of the fields feeding "
     "both the `Metric` and the COPY text, and a cheaper text for finished_at than isoformat. "
     "Upserts with one array parameter per column were tried: psycopg spends twice the CPU dumping "
     "the arrays that executemany spends on the rows.",
