@@ -9,6 +9,7 @@ its own category, so run times measured in one test do not decide batching in an
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -174,3 +175,14 @@ async def test_cancelling_a_whole_batch_reports_each_task_once(pool: Pool) -> No
     assert sorted(pool.pool.cancel_all("WORKER_STOPPING")) == sorted(ids)
     assert await pool.outcomes(*ids) == [Outcome.CANCELLED] * 3
     assert all((r := pool.report(t)) and r.failure and r.failure.reason == "WORKER_STOPPING" for t in ids)
+
+
+async def test_a_slot_that_dies_idle_is_replaced(pool: Pool) -> None:
+    (pid,) = pool.pool.slot_pids()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    await assert_eventually(
+        lambda: pool.pool.slot_pids() != (pid,) and pool.pool.free_slots() == 1, timeout=60, msg="replaced"
+    )
+    task_id = pool.submit("t_batch")
+    assert await pool.outcomes(task_id) == [Outcome.SUCCEEDED]
