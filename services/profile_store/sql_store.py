@@ -120,6 +120,7 @@ class SqlProfileStore:
                     batch.rows.resources = resource_rows(metrics, now)
                     await self._writer.write(conn, batch.rows)
             except BaseException:
+                self._writer.rolled_back()
                 self._forget()
                 raise
             self._remember(batch)

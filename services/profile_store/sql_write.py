@@ -62,6 +62,10 @@ class Writer(Protocol):
         """Upsert the batch's profiles, worker profiles, resources and tenant usage."""
         ...
 
+    def rolled_back(self) -> None:
+        """The transaction failed: nothing it created on the connection survives."""
+        ...
+
 
 def _quoted(columns: Sequence[str]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
@@ -105,6 +109,10 @@ class PostgresWriter:
         # psycopg connections that have the temporary staging table.
         self._staged: weakref.WeakSet[Any] = weakref.WeakSet()
 
+    def rolled_back(self) -> None:
+        # A rollback undoes a CREATE made in that transaction: create it again next time.
+        self._staged.clear()
+
     async def insert_samples(
         self, conn: AsyncConnection, metrics: Sequence[Metric], now: datetime
     ) -> set[tuple[str, int]]:
@@ -141,6 +149,9 @@ class PortableWriter:
 
     def __init__(self, dialect_name: str) -> None:
         self._dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+
+    def rolled_back(self) -> None:
+        pass  # it keeps nothing on the connection
 
     async def insert_samples(
         self, conn: AsyncConnection, metrics: Sequence[Metric], now: datetime

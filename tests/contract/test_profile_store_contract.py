@@ -330,3 +330,26 @@ async def test_names_that_need_escaping_are_stored_as_given(store: SqlProfileSto
     assert {s.tenant for s in await store.tenant_scores()} == {"acme", "a\\tb"}
     models = {p.key.model for p in await store.all_profiles()}
     assert models == {ModelRef(name="resnet", version="1"), ModelRef(name="m\\", version="\\\\")}
+
+
+async def test_a_failed_first_transaction_does_not_break_later_ingest(store: SqlProfileStore) -> None:
+    # The first transaction on a connection may create what later ones rely on (the
+    # PostgreSQL path's staging table); a rollback undoes that, and ingest must recover.
+    writer: Any = store._writer
+    write = writer.write
+    calls = 0
+
+    async def fails_once(conn: Any, rows: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the database went away mid-transaction")
+        await write(conn, rows)
+
+    writer.write = fails_once
+    with pytest.raises(RuntimeError):
+        await store.ingest([metric("t1", 1.0)])
+    result = await store.ingest([metric("t1", 1.0), metric("t2", 2.0)])
+    assert list(result.duplicates) == [False, False], "the failed batch left nothing behind"
+    profile = await store.get_profile(KEY)
+    assert profile is not None and profile.count == 2
