@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import tempfile
 import time
 import uuid
@@ -18,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from bench.baselines.switchyard_profile import _proc_stats, cpu_seconds
 from bench.report import header, spread, write
 from switchyard import Client, specs
 from switchyard.mesh import Mesh, MeshOptions
@@ -64,6 +66,8 @@ async def measure() -> dict[str, Any]:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     rates: list[float] = []
+    # CPU ms per task of each process during the throughput runs (from /proc).
+    cpu_ms: dict[str, list[float]] = {}
     p50s: list[float] = []
     p99s: list[float] = []
     try:
@@ -75,7 +79,10 @@ async def measure() -> dict[str, Any]:
                 async with Client(mesh.classifier_address, mesh.tokens["acme"], timeout=60) as client:
                     await latencies(client, 20)  # warm up every hop once
                     for _ in range(REPEATS):
+                        before = _proc_stats()
                         rates.append(await throughput(client, THROUGHPUT_TASKS))
+                        for process, seconds in cpu_seconds(before, mesh).items():
+                            cpu_ms.setdefault(process, []).append(seconds * 1000 / THROUGHPUT_TASKS)
                         lat = await latencies(client, SEQUENTIAL_TASKS)
                         p50s.append(_percentile(lat, 0.50) * 1000)
                         p99s.append(_percentile(lat, 0.99) * 1000)
@@ -85,7 +92,12 @@ async def measure() -> dict[str, Any]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return {"throughput_tasks_per_s": rates, "latency_p50_ms": p50s, "latency_p99_ms": p99s}
+    return {
+        "throughput_tasks_per_s": rates,
+        "latency_p50_ms": p50s,
+        "latency_p99_ms": p99s,
+        "cpu_ms_per_task": cpu_ms,
+    }
 
 
 def main() -> int:
@@ -108,7 +120,20 @@ def main() -> int:
         f"| throughput, tasks/s | {spread(data['throughput_tasks_per_s'])} |",
         f"| sequential latency p50, ms | {spread(data['latency_p50_ms'], ',.1f')} |",
         f"| sequential latency p99, ms | {spread(data['latency_p99_ms'], ',.1f')} |",
+        "",
+        "CPU per task during the throughput runs, ms (from /proc; `cpu-1` and `cpu-2` are the",
+        "workers, their slot processes included; `other`, every process outside the mesh,",
+        "other sessions' included, is left out):",
+        "",
+        "| process | CPU ms per task |",
+        "|---|---:|",
     ]
+    cpu = {name: ms for name, ms in data["cpu_ms_per_task"].items() if name != "other"}
+    for name, ms in sorted(cpu.items(), key=lambda kv: -statistics.median(kv[1])):
+        lines.append(f"| {name} | {spread(ms, ',.3f')} |")
+    if cpu:
+        totals = [sum(run) for run in zip(*cpu.values(), strict=False)]
+        lines.append(f"| all of the mesh | {spread(totals, ',.3f')} |")
     print("\n".join(lines))
     print(f"report: {write('mesh', lines, data)}")
     return 0
