@@ -88,7 +88,8 @@ def assignment_from_proto(
     session: int,
 ) -> Assignment:
     task = message.task
-    timeout = task.spec.timeout.ToTimedelta().total_seconds() if task.spec.HasField("timeout") else 0.0
+    limit = task.spec.timeout
+    timeout = limit.seconds + limit.nanos / 1e9 if task.spec.HasField("timeout") else 0.0
     return Assignment(
         input=task_input_from_proto(task, device=device, artifact_dir=artifact_dir),
         token=message.assignment_token,

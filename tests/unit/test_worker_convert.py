@@ -88,6 +88,13 @@ def test_default_timeout_applies_without_a_spec_timeout() -> None:
     assert a.timeout_s == 42 and a.input.precision == "" and a.input.parameters == {}
 
 
+def test_a_spec_timeout_keeps_its_fraction() -> None:
+    message = proto_assignment()
+    message.task.spec.timeout.FromMilliseconds(1500)
+    a = assignment_from_proto(message, device="cpu", artifact_dir="", default_timeout_s=42, session=0)
+    assert a.timeout_s == 1.5
+
+
 def test_precision_names_round_trip() -> None:
     for name in ("fp32", "bf16", "fp16", "int8"):
         assert precision_name(precision_enum(name)) == name
