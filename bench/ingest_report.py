@@ -84,7 +84,7 @@ def report(result: dict[str, Any], command: str) -> list[str]:
             "after.",
             f"{result['metrics']:,} metrics in requests of {batch}, {result['repeats']} repeats "
             "(median, min-max), interleaved. PostgreSQL 15 at its default durability "
-            "(synchronous_commit=on). A shared machine with 2 CPUs (other engineers' work runs beside "
+            "(synchronous_commit=on). A shared machine with 2 CPUs (other processes run beside "
             "it): compare ratios, not absolutes.",
             "The service figure goes through the gRPC IngestMetrics stream (client and server in one "
             "process and one event loop; the client writes every request without waiting for acks, as "
