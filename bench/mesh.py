@@ -123,7 +123,7 @@ def main() -> int:
         "",
         "CPU per task during the throughput runs, ms (from /proc; `cpu-1` and `cpu-2` are the",
         "workers, their slot processes included; `other`, every process outside the mesh,",
-        "other sessions' included, is left out):",
+        "whatever else runs on the machine included, is left out):",
         "",
         "| process | CPU ms per task |",
         "|---|---:|",
