@@ -9,6 +9,7 @@ busy share from /proc/stat (all processes), which shows what else competed for t
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import threading
 import time
@@ -29,7 +30,7 @@ def load_nvml() -> Any | None:
         return None
 
 
-class Sampler:
+class Sampler(abc.ABC):
     """Calls `read()` every `interval_s` on a thread between `__enter__` and `__exit__`."""
 
     source = ""
@@ -46,10 +47,11 @@ class Sampler:
     def available(self) -> bool:
         return True
 
+    @abc.abstractmethod
     def read(self) -> float | None:
-        raise NotImplementedError
+        """One busy fraction in [0, 1], or None when this sample has none."""
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 (a hook; most samplers need nothing here)
         """Called on entry, before the first sample."""
 
     def __enter__(self) -> Sampler:
