@@ -7,13 +7,14 @@ import logging
 from pathlib import Path
 
 from common.auth import InternalAuthenticator
-from common.db import create_engine, upgrade
+from common.db import create_engine, is_postgres, upgrade
 from common.server import GrpcServer, Registration
 from services.scheduler.config import SchedulerConfig
 from services.scheduler.convert import record_from_row
 from services.scheduler.core.clock import Clock, SystemClock
 from services.scheduler.engine import Engine
 from services.scheduler.leader import Leadership
+from services.scheduler.pg_store import PostgresTaskStore
 from services.scheduler.profiles import ProfileCache, ProfileFeed
 from services.scheduler.servicer import SchedulerServicer
 from services.scheduler.sql_store import SqlTaskStore
@@ -29,7 +30,11 @@ class SchedulerApp:
         self.config = config
         self.clock = clock or SystemClock()
         self.db = create_engine(config.database_url, "scheduler")
-        self.store = SqlTaskStore(self.db, record_from_row)
+        self.store: SqlTaskStore = (
+            PostgresTaskStore(self.db, record_from_row, config.database_url, "scheduler")
+            if is_postgres(config.database_url)
+            else SqlTaskStore(self.db, record_from_row)
+        )
         self.profiles = ProfileCache(config.usage_half_life_s, config.fair_share_dampening)
         self.engine = Engine(config, self.store, self.clock, self.profiles)
         self.feed = ProfileFeed(

@@ -39,6 +39,9 @@ OUTCOME_STATE = {
     types_pb2.OUTCOME_CANCELLED: TaskState.CANCELLED,
     types_pb2.OUTCOME_TIMED_OUT: TaskState.FAILED,
 }
+# Terminal tasks kept in memory after their write is durable, newest last: a client asks for
+# a result just after it lands, and the answer then needs no database read.
+RECENT_MAX = 10_000
 RETRYABLE_REASONS = frozenset({"SLOT_CRASHED", "WORKER_LOST", "WORKER_DRAINING", "WORKER_STOPPING"})
 
 
@@ -51,6 +54,7 @@ class Engine:
         self.clock = clock
         self.profiles = profiles
         self.tasks: dict[str, TaskRecord] = {}
+        self.recent: dict[str, TaskRecord] = {}
         self.queues: dict[Group, GroupQueue] = {g: GroupQueue() for g in Group}
         self.workers = WorkerRegistry()
         self.watchers = Watchers()
@@ -372,6 +376,9 @@ class Engine:
         for record in records:
             if record.state.terminal and self.tasks.get(record.id) is record:
                 del self.tasks[record.id]
+                self.recent[record.id] = record
+                if len(self.recent) > RECENT_MAX:
+                    del self.recent[next(iter(self.recent))]
                 if record.idempotency_key:
                     self._idempotent.pop((record.tenant, record.idempotency_key), None)
 

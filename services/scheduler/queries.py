@@ -18,9 +18,13 @@ class Queries:
 
     async def tasks(self, tenant: str, task_ids: Sequence[str]) -> list[TaskRecord]:
         """The tenant's tasks, in the order asked; any other id is NOT_FOUND."""
-        live = {tid: self.engine.tasks[tid] for tid in task_ids if tid in self.engine.tasks}
+        engine = self.engine
+        live = {tid: engine.tasks[tid] for tid in task_ids if tid in engine.tasks}
         await self._durable(live.values())
-        stored = {r.id: r for r in await self.engine.store.get([t for t in task_ids if t not in live])}
+        # Finished and durable (no wait), or else only in the database.
+        live.update((tid, engine.recent[tid]) for tid in task_ids if tid not in live and tid in engine.recent)
+        missing = [t for t in task_ids if t not in live]
+        stored = {r.id: r for r in await engine.store.get(missing)} if missing else {}
         out = []
         for tid in task_ids:
             record = live.get(tid) or stored.get(tid)

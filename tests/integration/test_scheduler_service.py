@@ -596,3 +596,33 @@ async def test_a_running_task_charges_its_tenant_in_flight_until_it_finishes(sch
     # Done, it is charged once, from the start the worker stamped (60 s and a little).
     assert 60.0 <= usage["globex"] < 90.0
     await worker.close()
+
+
+async def test_a_task_just_finished_is_read_from_memory_and_other_tenants_still_get_not_found(
+    scheduler, stub, monkeypatch
+):
+    from services.scheduler import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "RECENT_MAX", 2)
+    worker = ScriptedWorker(stub, slots=4)
+    await worker.connect()
+    tasks = [classified() for _ in range(3)]
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=tasks))
+    await assert_eventually(lambda: len(worker.assignments) == 3, msg="all three assigned")
+    for a in worker.assignments:
+        worker.finish(a)
+    engine = scheduler.engine
+    await assert_eventually(lambda: not engine.tasks, msg="all three finished and written")
+    assert list(engine.recent) == [t.id for t in tasks[1:]]  # the oldest made room
+
+    async def no_database(task_ids):
+        raise AssertionError(f"read {task_ids} from the database")
+
+    monkeypatch.setattr(scheduler.store, "get", no_database)
+    request = pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[tasks[2].id])
+    got = (await stub.GetTasks(request)).tasks
+    assert [t.state for t in got] == [types_pb2.TASK_STATE_SUCCEEDED] and got[0].result.inline == b"done"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="globex", task_ids=[tasks[2].id]))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    await worker.close()
