@@ -49,7 +49,7 @@ async def latencies(client: Client, n: int) -> list[float]:
     for _ in range(n):
         started = time.perf_counter()
         submitted = await client.submit([specs.noop()])
-        (task,) = await client.wait(submitted.task_ids, timeout=60, poll_interval=5.0)
+        (task,) = await client.wait(submitted, timeout=60, poll_interval=5.0)
         assert task.state == types_pb2.TASK_STATE_SUCCEEDED
         out.append(time.perf_counter() - started)
     return out

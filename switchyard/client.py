@@ -2,7 +2,7 @@
 
     async with Client("127.0.0.1:50051", token) as client:
         submitted = await client.submit([specs.inference("mlp")])
-        done = await client.wait([t.id for t in submitted.tasks], timeout=60)
+        done = await client.wait(submitted, timeout=60)
 
 Every method raises `SwitchyardError` on failure. Messages are the generated protobuf
 types of `switchyard.v1`; this module adds the bearer token, timeouts, paging and waiting.
@@ -163,7 +163,7 @@ class Client:
 
     async def wait(
         self,
-        ids: Sequence[str],
+        ids: Sequence[str] | SubmitResult,
         *,
         timeout: float | None = None,
         poll_interval: float = 2.0,
@@ -171,12 +171,18 @@ class Client:
     ) -> list[types_pb2.Task]:
         """Wait until every task is terminal; return them in the order of `ids`.
 
+        Given a `SubmitResult`, its tasks count as the first copies seen: a task that
+        finished before the submit answered is not asked for again.
         Follows WatchTasks for prompt updates and polls GetTasks as a safety net, so a
         dropped stream or a change missed between calls never leaves it hanging.
         `on_update` sees every copy of a task that arrives (repeats included).
         Raises SwitchyardError(DEADLINE_EXCEEDED, reason WAIT_TIMEOUT) after `timeout` s.
         """
+        known: list[types_pb2.Task] = []
+        if isinstance(ids, SubmitResult):
+            known, ids = ids.tasks, ids.task_ids
         waiter = _Waiter(self, list(dict.fromkeys(ids)), poll_interval, on_update)
+        waiter.seed(known)
         try:
             return await asyncio.wait_for(waiter.run(), timeout)
         except TimeoutError:
@@ -234,6 +240,11 @@ class _Waiter:
     def unfinished(self) -> list[str]:
         return [i for i in self.ids if i in self.remaining]
 
+    def seed(self, tasks: Sequence[types_pb2.Task]) -> None:
+        """Copies already in hand (a submit's answer), before anything is asked."""
+        if tasks:
+            self._update(tasks)
+
     def _update(self, tasks: Iterable[types_pb2.Task]) -> None:
         for task in tasks:
             self.latest[task.id] = task
@@ -270,6 +281,8 @@ class _Waiter:
         return bool(done)
 
     async def run(self) -> list[types_pb2.Task]:
+        if not self.remaining:  # all seeded terminal: nothing to ask
+            return [self.latest[i] for i in self.ids]
         # The watch answers with the current state first, so no GetTasks before it: one
         # round trip less for a task that finishes at once.
         follower = asyncio.create_task(self._follow())

@@ -21,6 +21,8 @@ class FakeClassifier(classifier_pb2_grpc.ClassifierServiceServicer):
     def __init__(self, *, watch_sends: bool = True) -> None:
         self.tasks: dict[str, types_pb2.Task] = {}
         self.watch_sends = watch_sends
+        # Specs with this category finish before the submit answers.
+        self.instant_category = ""
         self.get_calls = 0
         self.watched: list[int] = []
 
@@ -31,9 +33,8 @@ class FakeClassifier(classifier_pb2_grpc.ClassifierServiceServicer):
             specs += [request.split.template] * n
         out = []
         for spec in specs:
-            t = types_pb2.Task(
-                id=f"task_{len(self.tasks)}", job_id="job_1", spec=spec, state=types_pb2.TASK_STATE_QUEUED
-            )
+            state = SUCCEEDED if spec.category == self.instant_category else types_pb2.TASK_STATE_QUEUED
+            t = types_pb2.Task(id=f"task_{len(self.tasks)}", job_id="job_1", spec=spec, state=state)
             self.tasks[t.id] = t
             out.append(t)
         return classifier_pb2.SubmitTasksResponse(job_id="job_1", tasks=out)
@@ -122,6 +123,24 @@ async def test_wait_on_more_ids_than_a_request_holds_watches_in_chunks(
         done = await client.wait(ids, timeout=10, poll_interval=0.05)
     assert [t.id for t in done] == ids and all(t.state == SUCCEEDED for t in done)
     assert servicer.watched and max(servicer.watched) <= ID_CHUNK
+
+
+async def test_wait_on_a_submit_result_asks_only_for_what_it_did_not_finish(
+    fake: tuple[str, FakeClassifier],
+) -> None:
+    address, servicer = fake
+    servicer.instant_category = "noop"
+    async with Client(address, "t") as client:
+        finished = await client.submit([task("noop")] * 2)
+        done = await client.wait(finished, timeout=10, poll_interval=0.05)
+        assert [t.id for t in done] == finished.task_ids and all(t.state == SUCCEEDED for t in done)
+        assert servicer.watched == [] and servicer.get_calls == 0  # the answer was enough
+
+        mixed = await client.submit([task("noop"), task("preprocess")])
+        servicer.finish(mixed.task_ids[1])
+        done = await client.wait(mixed, timeout=10, poll_interval=0.05)
+    assert [t.state for t in done] == [SUCCEEDED, SUCCEEDED]
+    assert servicer.watched == [1]  # only the task still queued in the answer
 
 
 async def test_wait_times_out_with_one_error(fake: tuple[str, FakeClassifier]) -> None:
