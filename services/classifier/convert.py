@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from common.auth import Principal
 from common.timeutil import to_timestamp
 from services.classifier.model import (
     Classification,
@@ -63,30 +64,25 @@ def classification_from_proto(message: classifier_pb2.Classification) -> Classif
     )
 
 
-def task_to_proto(
+def task_template(
     *,
-    task_id: str,
     job_id: str,
-    tenant: str,
-    user: str,
-    spec: types_pb2.TaskSpec,
+    principal: Principal,
     classification: Classification,
     submitted_at: datetime,
 ) -> types_pb2.Task:
-    """A classified task, ready for the scheduler's EnqueueTasks."""
-    task = types_pb2.Task(
-        id=task_id,
+    """A classified task of a submit, ready for the scheduler's EnqueueTasks, but for its
+    `id` and `spec` (the same for every task of the submit with this classification)."""
+    return types_pb2.Task(
         job_id=job_id,
-        tenant=tenant,
-        user=user,
+        tenant=principal.tenant,
+        user=principal.user,
         category=classification.category,
         eligibility=eligibility_to_proto(classification.eligibility),
         priority_class=classification.priority_class,
         classification_rule=classification.rule,
         submitted_at=to_timestamp(submitted_at),
     )
-    task.spec.CopyFrom(spec)
-    return task
 
 
 def quotas_to_proto(value: TenantQuotas) -> types_pb2.TenantQuotas:

@@ -1,19 +1,26 @@
 """From a submit request to classified tasks: validate, classify, split, mint ids.
 
 No I/O: the servicer sends the planned tasks to the scheduler in one EnqueueTasks call.
+
+A spec's verdict depends on its content alone, so an accepted spec's classification is
+remembered by its deterministic wire bytes: the identical specs of a batch (and of the
+submits after it) are validated and classified once. Rejected specs are never remembered,
+so every error still names its own field paths.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from common.auth import Principal
 from common.errors import Violations
 from common.ids import new_id
 from common.timeutil import utcnow
-from services.classifier.convert import task_to_proto, traits_from_proto
+from services.classifier.convert import task_template, traits_from_proto
 from services.classifier.model import Classification
 from services.classifier.rules import Catalogue, classify, split_sizes
 from services.classifier.validation import (
@@ -23,21 +30,44 @@ from services.classifier.validation import (
     validate_spec,
     validate_split,
 )
-from switchyard.v1 import classifier_pb2, types_pb2
+from switchyard.v1 import classifier_pb2, scheduler_pb2, types_pb2
 
 SPLIT_LABEL = "split_index"
+# Accepted specs remembered (cleared when full), and the largest spec worth remembering:
+# a big payload is rare, costs more to keep than to check, and would pin its bytes.
+MEMO_ENTRIES = 4096
+MEMO_SPEC_BYTES = 4096
 
 
 @dataclass(frozen=True)
 class Plan:
     job_id: str
-    tasks: list[types_pb2.Task]
+    # The scheduler's request, built in place: no copy of each task between here and the wire.
+    request: scheduler_pb2.EnqueueTasksRequest = field(default_factory=scheduler_pb2.EnqueueTasksRequest)
+
+    @property
+    def tasks(self) -> Sequence[types_pb2.Task]:
+        return self.request.tasks
 
 
 class Intake:
-    def __init__(self, catalogue: Catalogue, limits: Limits, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        limits: Limits,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        memo_entries: int = MEMO_ENTRIES,
+    ) -> None:
         self.ctx = Context(catalogue, limits)
         self.clock = clock
+        self.memo_entries = memo_entries
+        self._memo: dict[bytes, Classification] = {}
+
+    @property
+    def remembered(self) -> int:
+        """How many accepted specs are remembered now."""
+        return len(self._memo)
 
     def classify(self, specs: Sequence[types_pb2.TaskSpec]) -> list[Classification]:
         """Validate and classify every spec (ClassifyTasks); raises one InvalidArgument."""
@@ -57,23 +87,40 @@ class Intake:
         if request.HasField("split"):
             pairs.extend(self._split(request.split, v))
         v.raise_if_any()
-        job_id, now = new_id("job"), self.clock()
-        tasks = [
-            task_to_proto(
-                task_id=new_id("task"),
-                job_id=job_id,
-                tenant=principal.tenant,
-                user=principal.user,
-                spec=spec,
-                classification=result,
-                submitted_at=now,
-            )
-            for spec, result in pairs
-            if result is not None
-        ]
-        return Plan(job_id, tasks)
+        plan = Plan(new_id("job"))
+        submitted_at = self.clock()
+        # One template per classification (the memo hands out one object per verdict).
+        templates: dict[int, types_pb2.Task] = {}
+        add = plan.request.tasks.add
+        for (spec, result), task_id in zip(pairs, new_task_ids(len(pairs)), strict=True):
+            if result is None:
+                continue
+            template = templates.get(id(result))
+            if template is None:
+                template = templates[id(result)] = task_template(
+                    job_id=plan.job_id, principal=principal, classification=result, submitted_at=submitted_at
+                )
+            task = add()
+            task.CopyFrom(template)
+            task.id = task_id
+            task.spec.CopyFrom(spec)
+        return plan
 
     def _checked(self, spec: types_pb2.TaskSpec, path: str, v: Violations) -> Classification | None:
+        if len(spec.data) > MEMO_SPEC_BYTES:
+            return self._verdict(spec, path, v)
+        key = spec.SerializeToString(deterministic=True)
+        known = self._memo.get(key)
+        if known is not None:
+            return known
+        result = self._verdict(spec, path, v)
+        if result is not None and len(key) <= MEMO_SPEC_BYTES and self.memo_entries > 0:
+            if len(self._memo) >= self.memo_entries:
+                self._memo.clear()
+            self._memo[key] = result
+        return result
+
+    def _verdict(self, spec: types_pb2.TaskSpec, path: str, v: Violations) -> Classification | None:
         before = len(v.items)
         validate_spec(spec, path, self.ctx, v)
         if len(v.items) > before:
@@ -110,3 +157,11 @@ def split_specs(split: types_pb2.SplitRequest) -> list[types_pb2.TaskSpec]:
             spec.idempotency_key = f"{split.template.idempotency_key}#{index}"
         out.append(spec)
     return out
+
+
+def new_task_ids(count: int) -> list[str]:
+    """`count` ids in `common.ids.new_id("task")`'s format, with one clock read and one
+    call for the randomness of all of them."""
+    millis = time.time_ns() // 1_000_000
+    random = os.urandom(8 * count).hex()
+    return [f"task_{millis:012x}_{random[i : i + 16]}" for i in range(0, 16 * count, 16)]

@@ -30,6 +30,10 @@ CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 ID_RULE = f"must be 1 to {MAX_ID} printable ASCII characters without spaces"
 # Higher is more exact; the lowest acceptable precision must not rank above the wanted one.
 PRECISION_RANK = {Precision.FP32: 3, Precision.BF16: 2, Precision.FP16: 2, Precision.INT8: 1}
+# Enum values as plain ints, built once: every spec of every submit is checked against them.
+PRECISIONS = frozenset(p.value for p in Precision)
+QOS_CLASSES = frozenset(types_pb2.QosClass.values())
+DEADLINE_MISS_POLICIES = frozenset(types_pb2.DeadlineMissPolicy.values())
 
 
 MAX_DEPENDS_ON = 1000
@@ -81,6 +85,8 @@ def check_sizes(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations
 
 
 def check_resources(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations) -> None:
+    if not spec.HasField("resources"):
+        return  # every field at its default: valid
     res = spec.resources
     for name, value in (("cpu_cores", res.cpu_cores), ("gpu_count", res.gpu_count)):
         if not math.isfinite(value) or value < 0:
@@ -91,21 +97,25 @@ def check_resources(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violat
 
 
 def check_precision(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations) -> None:
-    valid = {p.value for p in Precision}
-    for name, value in (("precision", spec.precision), ("min_precision", spec.min_precision)):
-        if value not in valid:
+    precision, min_precision = spec.precision, spec.min_precision
+    if not min_precision and precision in PRECISIONS:
+        return  # the usual spec: no lower bound to compare
+    for name, value in (("precision", precision), ("min_precision", min_precision)):
+        if value not in PRECISIONS:
             v.add(f"{path}.{name}", f"unknown precision {value}")
-    if spec.precision in valid and spec.min_precision in valid:
-        want, low = Precision(spec.precision), Precision(spec.min_precision)
+    if precision in PRECISIONS and min_precision in PRECISIONS:
+        want, low = Precision(precision), Precision(min_precision)
         if want and low and PRECISION_RANK[low] > PRECISION_RANK[want]:
             v.add(f"{path}.min_precision", f"{low.name} is above the wanted precision {want.name}")
 
 
 def check_qos(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations) -> None:
+    if not spec.HasField("qos"):
+        return  # every field at its default: valid
     qos = spec.qos
-    if qos.qos_class not in types_pb2.QosClass.values():
+    if qos.qos_class not in QOS_CLASSES:
         v.add(f"{path}.qos.qos_class", f"unknown QoS class {qos.qos_class}")
-    if qos.on_deadline_miss not in types_pb2.DeadlineMissPolicy.values():
+    if qos.on_deadline_miss not in DEADLINE_MISS_POLICIES:
         v.add(f"{path}.qos.on_deadline_miss", f"unknown policy {qos.on_deadline_miss}")
     check_duration(qos.latency_target, f"{path}.qos.latency_target", v)
     low, high = TIMESTAMP_SECONDS
@@ -121,6 +131,8 @@ def check_duration(value: duration_pb2.Duration, path: str, v: Violations) -> No
 
 
 def check_references(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations) -> None:
+    if not (spec.depends_on or spec.inputs or spec.outputs):
+        return
     if len(spec.depends_on) > MAX_DEPENDS_ON:
         v.add(f"{path}.depends_on", f"{len(spec.depends_on)} ids is over the limit of {MAX_DEPENDS_ON}")
         return
@@ -139,6 +151,8 @@ def check_references(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Viola
 
 
 def check_labels(spec: types_pb2.TaskSpec, path: str, ctx: Context, v: Violations) -> None:
+    if not (spec.labels or spec.idempotency_key):
+        return
     if len(spec.labels) > MAX_LABELS:
         v.add(f"{path}.labels", f"{len(spec.labels)} labels is over the limit of {MAX_LABELS}")
     for key, value in sorted(spec.labels.items()):
@@ -225,8 +239,10 @@ def check_submit_size(request: classifier_pb2.SubmitTasksRequest, limits: Limits
         quota.append(
             QuotaViolation("tasks", f"{count} tasks; at most {limits.max_tasks_per_submit} per submit")
         )
+    data_limit = limits.max_task_data_bytes
     for i, spec in enumerate(request.tasks):
-        _check_payload(spec, f"tasks[{i}]", limits, quota)
+        if len(spec.data) > data_limit or spec.HasField("parameters"):
+            _check_payload(spec, f"tasks[{i}]", limits, quota)
     if request.HasField("split"):
         _check_payload(request.split.template, "split.template", limits, quota)
     if not quota:
