@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 
 from common.auth import Principal
-from common.channels import authed_channel
+from common.channels import bearer, channel_target
 from common.db import create_engine, upgrade
 from common.server import GrpcServer, Registration
 from services.classifier.auth import TokenAuthenticator
@@ -52,10 +52,10 @@ class ClassifierApp:
         self._log_catalogue()
         await asyncio.to_thread(upgrade, config.database_url, "classifier", MIGRATIONS)
         self.store = SqlTenantStore(create_engine(config.database_url, "classifier"))
-        # "active,standby" addresses: calls go to whichever scheduler reports SERVING.
-        self.channel = authed_channel(
-            config.scheduler_address, config.internal_token, health_service="switchyard.v1.SchedulerService"
-        )
+        # "active,standby" addresses: calls go to whichever scheduler reports SERVING. The
+        # servicer sends the bearer token with each call (no channel interceptors).
+        target, options = channel_target(config.scheduler_address, "switchyard.v1.SchedulerService")
+        self.channel = grpc.aio.insecure_channel(target, options=options)
         limits = Limits(
             max_tasks_per_submit=config.max_tasks_per_submit,
             max_task_data_bytes=config.max_task_data_bytes,
@@ -69,6 +69,7 @@ class ClassifierApp:
             anonymous=ANONYMOUS if config.allow_anonymous else None,
             tenants=self.store.list_tenants,
             tenant_poll_s=config.tenant_watch_poll_s,
+            scheduler_metadata=bearer(config.internal_token),
         )
         if config.allow_anonymous:
             log.warning("authentication is OFF (allow_anonymous): every caller is tenant 'default'")

@@ -37,6 +37,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         job_poll_s: float = DEFAULT_POLL_S,
         tenants: LoadTenants | None = None,
         tenant_poll_s: float = 2.0,
+        scheduler_metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.intake = intake
         self.scheduler = scheduler
@@ -45,6 +46,9 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
         self.job_poll_s = job_poll_s
         self.tenants = tenants
         self.tenant_poll_s = tenant_poll_s
+        # Sent on every scheduler call (the internal bearer token): per call rather than by
+        # a channel interceptor, which costs each call a task and a wrapper of its own.
+        self.scheduler_metadata = scheduler_metadata
         self.id_limit = intake.ctx.limits.max_tasks_per_submit
 
     async def SubmitTasks(
@@ -52,9 +56,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
     ) -> classifier_pb2.SubmitTasksResponse:
         plan = self.intake.plan(request, self._caller(context))
         async with scheduler_errors(context):
-            stored = await self.scheduler.EnqueueTasks(
-                scheduler_pb2.EnqueueTasksRequest(tasks=plan.tasks), **self._call()
-            )
+            stored = await self.scheduler.EnqueueTasks(plan.request, **self._call())
         return classifier_pb2.SubmitTasksResponse(job_id=plan.job_id, tasks=stored.tasks)
 
     async def ClassifyTasks(
@@ -191,7 +193,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         rid = request_id_var.get()
-        return (("x-request-id", rid),) if rid else ()
+        return (("x-request-id", rid), *self.scheduler_metadata) if rid else self.scheduler_metadata
 
     def _call(self) -> dict[str, Any]:
         return {"timeout": self.timeout_s, "metadata": self._metadata()}
