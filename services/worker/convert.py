@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import duration_pb2, json_format, struct_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
-from common.timeutil import from_timestamp, to_timestamp
+from common.timeutil import to_timestamp
 from services.worker.model import (
     Assignment,
     BlockRef,
@@ -38,6 +40,7 @@ OUTCOMES = {
     Outcome.TIMED_OUT: types_pb2.OUTCOME_TIMED_OUT,
 }
 KINDS = {"cpu": types_pb2.WORKER_KIND_CPU, "gpu": types_pb2.WORKER_KIND_GPU}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ELIGIBILITY_NAMES: dict[int, str] = {
     types_pb2.ELIGIBILITY_CPU_ONLY: "cpu_only",
     types_pb2.ELIGIBILITY_GPU_ONLY: "gpu_only",
@@ -54,29 +57,37 @@ def precision_enum(name: str) -> types_pb2.Precision.ValueType:
 
 
 def task_input_from_proto(task: types_pb2.Task, *, device: str, artifact_dir: str) -> TaskInput:
+    # Runs for every assignment: empty repeated and map fields are not iterated, and the
+    # optional parameters are converted only when present.
     spec = task.spec
+    model = spec.model
+    refs = spec.inputs
+    outputs = spec.outputs
+    labels = spec.labels
     return TaskInput(
         task_id=task.id,
         attempt=task.attempt,
         tenant=task.tenant,
         category=task.category or spec.category,
-        model_name=spec.model.name,
-        model_version=spec.model.version,
-        precision=precision_name(spec.precision),
+        model_name=model.name,
+        model_version=model.version,
+        precision=PRECISION_NAMES.get(spec.precision, ""),
         batch_size=spec.batch_size,
         item_count=spec.item_count,
         parameters=json_format.MessageToDict(spec.parameters) if spec.HasField("parameters") else {},
-        data=bytes(spec.data),
-        inputs=tuple(ref.uri or ref.id for ref in spec.inputs),
-        outputs=tuple(ref.id for ref in spec.outputs if ref.id),
-        input_blocks=tuple(
-            BlockRef(id=ref.id, uri=ref.uri, size_bytes=ref.size_bytes) for ref in spec.inputs
-        ),
-        labels=dict(spec.labels),
+        data=spec.data,
+        inputs=tuple([ref.uri or ref.id for ref in refs]) if refs else (),
+        outputs=tuple([ref.id for ref in outputs if ref.id]) if outputs else (),
+        input_blocks=_blocks(refs) if refs else (),
+        labels=dict(labels) if labels else {},
         eligibility=ELIGIBILITY_NAMES.get(task.eligibility, ""),
         device=device,
         artifact_dir=artifact_dir,
     )
+
+
+def _blocks(refs: Iterable[types_pb2.DatablockRef]) -> tuple[BlockRef, ...]:
+    return tuple([BlockRef(id=ref.id, uri=ref.uri, size_bytes=ref.size_bytes) for ref in refs])
 
 
 def assignment_from_proto(
@@ -88,15 +99,23 @@ def assignment_from_proto(
     session: int,
 ) -> Assignment:
     task = message.task
-    limit = task.spec.timeout
-    timeout = limit.seconds + limit.nanos / 1e9 if task.spec.HasField("timeout") else 0.0
+    spec = task.spec
+    timeout = 0.0
+    if spec.HasField("timeout"):
+        limit = spec.timeout
+        timeout = limit.seconds + limit.nanos / 1e9
     return Assignment(
         input=task_input_from_proto(task, device=device, artifact_dir=artifact_dir),
         token=message.assignment_token,
         timeout_s=timeout if timeout > 0 else default_timeout_s,
-        queued_at=from_timestamp(task.queued_at) if task.HasField("queued_at") else None,
+        queued_at=_datetime(task.queued_at) if task.HasField("queued_at") else None,
         session=session,
     )
+
+
+def _datetime(ts: timestamp_pb2.Timestamp) -> datetime:
+    """An aware UTC datetime, to the microsecond: several times cheaper than `ToDatetime`."""
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
 def _jsonable(value: Any) -> Any:

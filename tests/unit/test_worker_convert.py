@@ -81,6 +81,15 @@ def test_assignment_from_proto_reads_the_task() -> None:
     assert i.device == "cpu" and i.artifact_dir == "/art"
 
 
+def test_queued_at_keeps_its_microseconds() -> None:
+    message = proto_assignment()
+    message.task.queued_at.nanos = 123_456_789
+    options: dict[str, Any] = {"device": "cpu", "artifact_dir": "", "default_timeout_s": 1, "session": 1}
+    assert assignment_from_proto(message, **options).queued_at == T0 + timedelta(microseconds=123_456)
+    message.task.ClearField("queued_at")
+    assert assignment_from_proto(message, **options).queued_at is None
+
+
 def test_default_timeout_applies_without_a_spec_timeout() -> None:
     a = assignment_from_proto(
         proto_assignment(), device="cpu", artifact_dir="", default_timeout_s=42, session=0
