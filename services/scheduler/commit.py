@@ -81,13 +81,15 @@ class Committer:
         must answer after the write (cancel, restore) wait, through `flush`."""
         for record in records:
             self._updates[record.id] = record
+            self._deferred.pop(record.id, None)  # this write carries it
         self._wake.set()
 
     def defer(self, records: Sequence[TaskRecord]) -> None:
         """Queue transitions that recovery does not need, ASSIGNED and RUNNING: a restarted
         scheduler requeues those tasks whether or not the write landed (DESIGN §3). They
-        go with the next commit, or after `defer_s` at the latest, so that a placement does
-        not cost its own commit, nor make the task's result wait behind that commit."""
+        are written after `defer_s` (or by `flush`), so that a placement does not cost its
+        own commit nor make the task's result wait behind one, and a task that finishes
+        within `defer_s` is written once, finished, instead of once per transition."""
         for record in records:
             if record.id not in self._updates:
                 self._deferred[record.id] = record
@@ -150,8 +152,6 @@ class Committer:
 
     async def _commit_next(self) -> bool:
         inserts, self._inserts = self._inserts[: self.batch_max], self._inserts[self.batch_max :]
-        if self._deferred:
-            self._deferred_due()  # they travel with this commit
         # A task placed while its insert waits must not have its transitions written first
         # (the UPDATE would match no row): those wait for the commit carrying the insert.
         later = {r.id for batch, _, _ in self._inserts for r in batch}

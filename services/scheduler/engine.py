@@ -15,7 +15,7 @@ from common.tokens import sign_assignment
 from services.scheduler.admission import check_dependencies, idempotent_hits, unreachable_deadline
 from services.scheduler.commit import Committer
 from services.scheduler.config import SchedulerConfig
-from services.scheduler.convert import record_from_proto
+from services.scheduler.convert import nanoseconds, record_from_proto, seconds
 from services.scheduler.core.clock import Clock
 from services.scheduler.core.cycle import CycleLimits, SchedulerView, plan_cycle
 from services.scheduler.core.model import Group
@@ -297,7 +297,7 @@ class Engine:
             return
         self._move(record, TaskState.RUNNING)
         record.started_at = (
-            started.started_at.ToNanoseconds() / 1e9 if started.HasField("started_at") else self.clock.now()
+            seconds(started.started_at) if started.HasField("started_at") else self.clock.now()
         )
         # Charged in flight from when this scheduler heard of it (its own clock, no skew).
         self.profiles.started(record.id, record.tenant, self.clock.now())
@@ -309,7 +309,7 @@ class Engine:
             link.slots.running.discard(outcome.task_id)
             self.workers.adjust(link.slots, +1)
             if outcome.HasField("started_at") and outcome.HasField("finished_at"):
-                ran = (outcome.finished_at.ToNanoseconds() - outcome.started_at.ToNanoseconds()) / 1e9
+                ran = (nanoseconds(outcome.finished_at) - nanoseconds(outcome.started_at)) / 1e9
                 low = self.config.worker_prefetch_per_slot
                 bounds = (low, max(low, self.config.worker_prefetch_max_per_slot))
                 self.workers.observe_run(link, ran, self.config.prefetch_window_s, bounds)
@@ -320,7 +320,7 @@ class Engine:
             return
         now = self.clock.now()
         if outcome.HasField("started_at") and record.started_at is None:
-            record.started_at = outcome.started_at.ToNanoseconds() / 1e9
+            record.started_at = seconds(outcome.started_at)
         state = OUTCOME_STATE.get(outcome.outcome, TaskState.FAILED)
         reason = outcome.error.reason or (
             "TIMED_OUT" if outcome.outcome == types_pb2.OUTCOME_TIMED_OUT else ""
@@ -336,7 +336,7 @@ class Engine:
             record.result = outcome.result.SerializeToString(deterministic=True)
         if outcome.HasField("started_at") and outcome.HasField("finished_at"):
             # Both ends from the worker's clock: no skew between machines in the charge.
-            ran = (outcome.finished_at.ToNanoseconds() - outcome.started_at.ToNanoseconds()) / 1e9
+            ran = (nanoseconds(outcome.finished_at) - nanoseconds(outcome.started_at)) / 1e9
             self.profiles.charge(record.tenant, max(ran, 0.0), now)
         elif record.started_at is not None:
             self.profiles.charge(record.tenant, max(now - record.started_at, 0.0), now)

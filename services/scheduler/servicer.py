@@ -7,7 +7,7 @@ from typing import Any
 
 from common.auth import require_internal as _require_internal
 from common.errors import Unavailable
-from services.scheduler.convert import task_to_proto, worker_to_proto
+from services.scheduler.convert import refresh_proto, task_to_proto, worker_to_proto
 from services.scheduler.engine import Engine
 from services.scheduler.link import serve_worker
 from services.scheduler.model import TaskState
@@ -33,8 +33,16 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def EnqueueTasks(self, request: pb.EnqueueTasksRequest, context: Ctx) -> pb.EnqueueTasksResponse:
         self._ready()
         validate_enqueue(request)
-        stored = await self.engine.enqueue(list(request.tasks))
-        return pb.EnqueueTasksResponse(tasks=[task_to_proto(r) for r in stored])
+        incoming = list(request.tasks)
+        stored = await self.engine.enqueue(incoming)
+        # A new task's answer is its request brought up to date; an idempotent hit (another
+        # task's record) is built whole.
+        return pb.EnqueueTasksResponse(
+            tasks=[
+                refresh_proto(t, r) if r.id == t.id else task_to_proto(r)
+                for t, r in zip(incoming, stored, strict=True)
+            ]
+        )
 
     async def GetTasks(
         self, request: pb.SchedulerServiceGetTasksRequest, context: Ctx

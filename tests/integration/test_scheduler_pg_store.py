@@ -1,5 +1,5 @@
-"""The scheduler's pipelined PostgreSQL commit: same rows as the portable path, atomic, and
-back on its feet after its connection is cut."""
+"""The scheduler's PostgreSQL commit (pipelined, or by COPY for big batches): the same rows as
+the portable path, atomic, and back on its feet after its connection is cut."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from common.db import create_engine
-from services.scheduler import sql_store
+from services.scheduler import pg_store, sql_store
 from services.scheduler.convert import record_from_proto, record_from_row
 from services.scheduler.model import JobRecord, TaskRecord, TaskState
 from services.scheduler.pg_store import PostgresTaskStore, _mutable
@@ -22,8 +22,10 @@ def record(task_id: str, job_id: str = "job_1", key: str = "") -> TaskRecord:
     return record_from_proto(task, 100.0)
 
 
-@pytest.fixture
-async def store(pg_url: str):
+@pytest.fixture(params=["pipelined", "copy"])
+async def store(pg_url: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Both write paths: every statement pipelined, or every batch by COPY."""
+    monkeypatch.setattr(pg_store, "COPY_MIN", 1 if request.param == "copy" else 10**9)
     s = PostgresTaskStore(create_engine(pg_url, "scheduler"), record_from_row, pg_url, "scheduler")
     yield s
     await s.close()

@@ -89,3 +89,24 @@ async def test_forgotten_transitions_are_not_written() -> None:
     written = {rid for _, ups in store.commits for rid, _ in ups}
     assert kept.id in written and gone.id not in written
     await committer.stop()
+
+
+async def test_a_task_that_finishes_within_the_deferral_is_written_once_finished() -> None:
+    store = HeldStore()
+    store.release.set()
+    committer = Committer(store, batch_max=10, defer_s=30.0, on_committed=lambda rs: None)  # type: ignore[arg-type]
+    committer.start()
+    quick, slow, other = record(), record(), record()
+    quick.state = slow.state = TaskState.ASSIGNED
+    committer.defer([quick, slow])
+    committer.update([other])  # a commit goes by: the deferred writes wait for their timer
+    await asyncio.wait_for(committer.flush(deferred=False), 5)
+    assert {rid for _, ups in store.commits for rid, _ in ups} == {other.id}
+    quick.state = TaskState.SUCCEEDED
+    committer.update([quick])
+    await asyncio.wait_for(committer.flush(deferred=False), 5)
+    await asyncio.wait_for(committer.flush(), 5)  # the deferral's end: `slow` goes now
+    writes = [(rid, state) for _, ups in store.commits for rid, state in ups]
+    assert [w for w in writes if w[0] == quick.id] == [(quick.id, TaskState.SUCCEEDED)]
+    assert [w for w in writes if w[0] == slow.id] == [(slow.id, TaskState.ASSIGNED)]
+    await committer.stop()
