@@ -8,12 +8,14 @@ statements on PostgreSQL, SQLAlchemy Core elsewhere.
 The store is the only writer of its tables, so it keeps what it committed in memory (the
 stats of recently folded profiles, every profile's mean time for the speed table, every
 tenant's usage) and a batch reads nothing back. Those move on only after the commit, and
-are dropped after any failed ingest, to be read again from the database.
+are dropped after any failed ingest, to be read again from the database. Ingests run one
+at a time on a connection of their own, held between them and replaced after a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,6 +103,7 @@ class SqlProfileStore:
         self._clock = clock
         self._shares: dict[str, float] = {}
         self._lock = asyncio.Lock()
+        self._conn: AsyncConnection | None = None
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -111,23 +114,55 @@ class SqlProfileStore:
         now = self._clock()
         async with self._lock:
             try:
-                async with self._engine.begin() as conn:
-                    await self._load(conn)
-                    unique = [metrics[i] for i in first.values()]
-                    before = await self._writer.insert_samples(conn, unique, now)
-                    stored = [i for k, i in first.items() if k not in before]
-                    batch = await self._fold(conn, [metrics[i] for i in stored], now)
-                    batch.rows.resources = resource_rows(metrics, now)
-                    await self._writer.write(conn, batch.rows)
-            except BaseException:
-                self._writer.rolled_back()
-                self._forget()
-                raise
-            self._remember(batch)
+                batch, stored = await self._transaction(metrics, first, now)
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # The held connection died since the last ingest (the database restarted, an
+                # idle connection was cut): once more on a new one. Samples already stored,
+                # should the commit have gone through after all, come back as duplicates.
+                batch, stored = await self._transaction(metrics, first, now)
         duplicates = [True] * len(metrics)
         for i in stored:
             duplicates[i] = False
         return IngestResult(duplicates=duplicates, profiles=batch.profiles, scores=batch.scores)
+
+    async def _transaction(
+        self, metrics: Sequence[Metric], first: Mapping[tuple[str, int], int], now: datetime
+    ) -> tuple[_Batch, list[int]]:
+        """One ingest transaction; the indexes (into `metrics`) of the samples it stored."""
+        try:
+            conn = await self._ingest_connection()
+            async with conn.begin():
+                await self._load(conn)
+                unique = [metrics[i] for i in first.values()]
+                before = await self._writer.insert_samples(conn, unique, now)
+                stored = [i for k, i in first.items() if k not in before]
+                batch = await self._fold(conn, [metrics[i] for i in stored], now)
+                batch.rows.resources = resource_rows(metrics, now)
+                await self._writer.write(conn, batch.rows)
+        except BaseException:
+            self._writer.rolled_back()
+            self._forget()
+            await self._release_ingest_connection()
+            raise
+        self._remember(batch)
+        return batch, stored
+
+    async def _ingest_connection(self) -> AsyncConnection:
+        """The connection ingests run on, kept between them: no pool checkout, liveness
+        ping or reset per transaction (ingests run one at a time, under the lock)."""
+        if self._conn is None:
+            self._conn = await self._engine.connect()
+        return self._conn
+
+    async def _release_ingest_connection(self) -> None:
+        """After a failure: hand the connection back (the pool discards a broken one) and
+        take a fresh one for the next ingest."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def _fold(self, conn: AsyncConnection, new: Sequence[Metric], now: datetime) -> _Batch:
         assert self._workloads is not None and self._usage is not None
@@ -282,6 +317,8 @@ class SqlProfileStore:
         return fold.scores(usages, self._shares, self._clock(), self._half_life)
 
     async def close(self) -> None:
+        async with self._lock:
+            await self._release_ingest_connection()
         await self._engine.dispose()
 
 

@@ -353,3 +353,30 @@ async def test_a_failed_first_transaction_does_not_break_later_ingest(store: Sql
     assert list(result.duplicates) == [False, False], "the failed batch left nothing behind"
     profile = await store.get_profile(KEY)
     assert profile is not None and profile.count == 2
+
+
+async def test_ingests_share_one_connection_and_a_failure_replaces_it(store: SqlProfileStore) -> None:
+    writer: Any = store._writer
+    insert = writer.insert_samples
+    seen: list[Any] = []
+    fail = False
+
+    async def recording(conn: Any, metrics: Any, now: Any) -> Any:
+        seen.append(conn)
+        if fail:
+            raise RuntimeError("the statement failed")
+        return await insert(conn, metrics, now)
+
+    writer.insert_samples = recording
+    await store.ingest([metric("t1")])
+    await store.ingest([metric("t2")])
+    fail = True
+    with pytest.raises(RuntimeError):
+        await store.ingest([metric("t3")])
+    fail = False
+    result = await store.ingest([metric("t3"), metric("t1")])
+    assert seen[0] is seen[1] is seen[2], "one connection for every ingest"
+    assert seen[3] is not seen[2], "a failed ingest leaves its connection behind"
+    assert list(result.duplicates) == [False, True]
+    profile = await store.get_profile(KEY)
+    assert profile is not None and profile.count == 3

@@ -80,3 +80,21 @@ async def test_fast_and_portable_writes_leave_the_same_rows(two_databases: tuple
     unique = {(m.task_id, m.attempt) for start, n in batches for m in metrics(start, n)}
     assert len(fast["metric_samples"]) == len(unique) and len(fast["profiles"]) > 10
     assert fast == portable
+
+
+async def test_an_ingest_connection_cut_between_ingests_is_replaced(pg_url: str) -> None:
+    store = SqlProfileStore(create_engine(pg_url, "profile_store"))
+    try:
+        assert list((await store.ingest(metrics(0, 10))).duplicates) == [False] * 10
+        name = pg_url.rpartition("/")[2]
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            cut = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            ).fetchall()
+        assert cut, "the store held a connection"
+        # The ingest after the cut goes through on a new connection; resends stay duplicates.
+        result = await store.ingest(metrics(5, 10))
+        assert list(result.duplicates) == [True] * 5 + [False] * 5
+    finally:
+        await store.close()
+    assert len(rows(pg_url)["metric_samples"]) == 15
