@@ -15,7 +15,7 @@ from common.tokens import sign_assignment
 from services.scheduler.admission import check_dependencies, idempotent_hits, unreachable_deadline
 from services.scheduler.commit import Committer
 from services.scheduler.config import SchedulerConfig
-from services.scheduler.convert import nanoseconds, record_from_proto, seconds
+from services.scheduler.convert import record_from_proto, task_to_proto
 from services.scheduler.core.clock import Clock
 from services.scheduler.core.cycle import CycleLimits, SchedulerView, plan_cycle
 from services.scheduler.core.model import Group
@@ -33,16 +33,9 @@ from switchyard.v1 import scheduler_pb2, types_pb2
 
 log = logging.getLogger(__name__)
 
-OUTCOME_STATE = {
-    types_pb2.OUTCOME_SUCCEEDED: TaskState.SUCCEEDED,
-    types_pb2.OUTCOME_FAILED: TaskState.FAILED,
-    types_pb2.OUTCOME_CANCELLED: TaskState.CANCELLED,
-    types_pb2.OUTCOME_TIMED_OUT: TaskState.FAILED,
-}
 # Terminal tasks kept in memory after their write is durable, newest last: a client asks for
 # a result just after it lands, and the answer then needs no database read.
 RECENT_MAX = 10_000
-RETRYABLE_REASONS = frozenset({"SLOT_CRASHED", "WORKER_LOST", "WORKER_DRAINING", "WORKER_STOPPING"})
 
 
 class Engine:
@@ -96,9 +89,9 @@ class Engine:
             record.queued_at = now
             unreachable = self._unreachable_deadline(record, now)
             if unreachable:
-                self._finish(record, TaskState.EXPIRED, "DEADLINE_UNREACHABLE", unreachable, now)
+                self.finish(record, TaskState.EXPIRED, "DEADLINE_UNREACHABLE", unreachable, now)
             elif record.id in failed_deps:
-                self._finish(record, TaskState.FAILED, "DEPENDENCY_FAILED", failed_deps[record.id], now)
+                self.finish(record, TaskState.FAILED, "DEPENDENCY_FAILED", failed_deps[record.id], now)
             elif self.deps.unmet(record.id):
                 record.state = TaskState.PENDING
         jobs = {r.job_id: JobRecord(r.job_id, r.tenant, now) for r in fresh}
@@ -179,7 +172,7 @@ class Engine:
         elif record.state in (TaskState.ASSIGNED, TaskState.RUNNING):
             self.tenants.count(self.tenants.running, record.tenant, delta)
 
-    def _move(self, record: TaskRecord, state: TaskState) -> None:
+    def move(self, record: TaskRecord, state: TaskState) -> None:
         """Change an admitted task's state, keeping the per-tenant counts right."""
         admitted = self.tasks.get(record.id) is record
         if admitted:
@@ -239,7 +232,7 @@ class Engine:
         for expiry in decisions.expiries:
             record = self.tasks[expiry.task_id]
             self.queues[record.demand.group].remove(record.id)
-            changed.append(self._finish(record, TaskState.EXPIRED, "DEADLINE_PASSED", expiry.reason, now))
+            changed.append(self.finish(record, TaskState.EXPIRED, "DEADLINE_PASSED", expiry.reason, now))
         outbox: dict[str, list[scheduler_pb2.Assignment]] = {}
         assigned: list[TaskRecord] = []
         for placement in decisions.placements:
@@ -248,7 +241,7 @@ class Engine:
             if link is None:
                 continue
             self.queues[record.demand.group].remove(record.id)
-            self._move(record, TaskState.ASSIGNED)
+            self.move(record, TaskState.ASSIGNED)
             record.worker_id, record.assigned_at = link.slots.worker_id, now
             record.attempt += 1
             record.token = sign_assignment(
@@ -277,84 +270,21 @@ class Engine:
         return len(decisions.placements)
 
     def _assignment(self, record: TaskRecord) -> scheduler_pb2.Assignment:
-        from services.scheduler.convert import task_to_proto
-
         return scheduler_pb2.Assignment(task=task_to_proto(record), assignment_token=record.token)
 
-    # ---- results from workers ----------------------------------------------------------
-
-    def _live_assignment(self, worker_id: str, task_id: str, attempt: int) -> TaskRecord | None:
-        record = self.tasks.get(task_id)
-        if record is None or record.worker_id != worker_id or record.attempt != attempt:
-            return None
-        if record.state not in (TaskState.ASSIGNED, TaskState.RUNNING):
-            return None
-        return record
-
-    def task_started(self, worker_id: str, started: scheduler_pb2.TaskStarted) -> None:
-        record = self._live_assignment(worker_id, started.task_id, started.attempt)
-        if record is None or record.state is not TaskState.ASSIGNED:
-            return
-        self._move(record, TaskState.RUNNING)
-        record.started_at = (
-            seconds(started.started_at) if started.HasField("started_at") else self.clock.now()
-        )
-        # Charged in flight from when this scheduler heard of it (its own clock, no skew).
-        self.profiles.started(record.id, record.tenant, self.clock.now())
-        self.committer.defer([record])
-
-    def task_finished(self, worker_id: str, outcome: scheduler_pb2.TaskOutcome) -> None:
-        link = self.workers.get(worker_id)
-        if link is not None and outcome.task_id in link.slots.running:
-            link.slots.running.discard(outcome.task_id)
-            self.workers.adjust(link.slots, +1)
-            if outcome.HasField("started_at") and outcome.HasField("finished_at"):
-                ran = (nanoseconds(outcome.finished_at) - nanoseconds(outcome.started_at)) / 1e9
-                low = self.config.worker_prefetch_per_slot
-                bounds = (low, max(low, self.config.worker_prefetch_max_per_slot))
-                self.workers.observe_run(link, ran, self.config.prefetch_window_s, bounds)
-            self.wake.set()
-        record = self._live_assignment(worker_id, outcome.task_id, outcome.attempt)
-        if record is None:
-            log.info("late or superseded result discarded", extra={"task_id": outcome.task_id})
-            return
-        now = self.clock.now()
-        if outcome.HasField("started_at") and record.started_at is None:
-            record.started_at = seconds(outcome.started_at)
-        state = OUTCOME_STATE.get(outcome.outcome, TaskState.FAILED)
-        reason = outcome.error.reason or (
-            "TIMED_OUT" if outcome.outcome == types_pb2.OUTCOME_TIMED_OUT else ""
-        )
-        if (
-            state is TaskState.FAILED
-            and reason in RETRYABLE_REASONS
-            and record.attempt < self.config.max_attempts
-        ):
-            self._requeue(record)
-            return
-        if outcome.HasField("result"):
-            record.result = outcome.result.SerializeToString(deterministic=True)
-        if outcome.HasField("started_at") and outcome.HasField("finished_at"):
-            # Both ends from the worker's clock: no skew between machines in the charge.
-            ran = (nanoseconds(outcome.finished_at) - nanoseconds(outcome.started_at)) / 1e9
-            self.profiles.charge(record.tenant, max(ran, 0.0), now)
-        elif record.started_at is not None:
-            self.profiles.charge(record.tenant, max(now - record.started_at, 0.0), now)
-        self._finish(record, state, reason or None, outcome.error.message or None, now)
-
-    def _requeue(self, record: TaskRecord) -> None:
-        self._move(record, TaskState.QUEUED)
+    def requeue(self, record: TaskRecord) -> None:
+        self.move(record, TaskState.QUEUED)
         record.worker_id, record.token = None, ""
         record.assigned_at = record.started_at = None
         self.committer.update([record])
         self._push(record)
         self.wake.set()
 
-    def _finish(
+    def finish(
         self, record: TaskRecord, state: TaskState, reason: str | None, message: str | None, now: float
     ) -> TaskRecord:
         """Make a task terminal, release its dependents, and queue the write."""
-        self._move(record, state)
+        self.move(record, state)
         record.finished_at = now
         record.error_reason, record.error_message = reason, message
         self.committer.update([record])
@@ -363,11 +293,11 @@ class Engine:
             if child is None or child.state is not TaskState.PENDING:
                 continue
             if why is None:
-                self._move(child, TaskState.QUEUED)
+                self.move(child, TaskState.QUEUED)
                 self.committer.update([child])
                 self._push(child)
             else:
-                self._finish(child, TaskState.FAILED, "DEPENDENCY_FAILED", why, now)
+                self.finish(child, TaskState.FAILED, "DEPENDENCY_FAILED", why, now)
         self.wake.set()
         return record
 
@@ -395,9 +325,9 @@ class Engine:
             if record is None or record.worker_id != worker_id or record.state.terminal:
                 continue
             if record.attempt < self.config.max_attempts:
-                self._requeue(record)
+                self.requeue(record)
             else:
-                self._finish(record, TaskState.FAILED, "WORKER_LOST", f"worker {worker_id} lost: {why}", now)
+                self.finish(record, TaskState.FAILED, "WORKER_LOST", f"worker {worker_id} lost: {why}", now)
         link.close()
 
     def sweep(self) -> None:
@@ -418,7 +348,7 @@ class Engine:
                             cancel=scheduler_pb2.CancelAssignments(task_ids=[record.id])
                         )
                     )
-            self._finish(record, TaskState.CANCELLED, "CANCELLED", "cancelled by the tenant", now)
+            self.finish(record, TaskState.CANCELLED, "CANCELLED", "cancelled by the tenant", now)
         return records
 
     async def restore(self) -> int:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from common.errors import FieldViolation, InvalidArgument
 from services.scheduler.convert import worker_from_proto
 from services.scheduler.engine import Engine
+from services.scheduler.results import task_finished, task_started
 from services.scheduler.workers import CLOSE, WorkerLink
 from switchyard.v1 import scheduler_pb2
 
@@ -66,9 +67,9 @@ async def _read(
                 engine.workers.fleet.cache_changed(link.slots, frozenset(message.heartbeat.cached_datablocks))
             elif kind == "results":
                 for started in message.results.started:
-                    engine.task_started(worker_id, started)
+                    task_started(engine, worker_id, started)
                 for outcome in message.results.outcomes:
-                    engine.task_finished(worker_id, outcome)
+                    task_finished(engine, worker_id, outcome)
     except Exception as exc:  # a broken stream is the worker leaving, never a crash
         log.info("worker stream ended", extra={"worker_id": worker_id, "error": repr(exc)})
     link.close()

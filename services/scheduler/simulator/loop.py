@@ -196,7 +196,7 @@ class Simulation:
         self.policy.worker_changed(worker)
         arrival = self._tasks.pop(task_id)
         started = self._started.pop(task_id)
-        # The service charges the wall time a task held its device (engine.task_finished).
+        # The service charges the wall time a task held its device (results.task_finished).
         self.book.finish(arrival.demand.tenant, started, self.clock.now())
         self.records.add(arrival, self._ready.pop(task_id), started, t, worker.device_model)
         self._release(task_id, t, ok=True)
