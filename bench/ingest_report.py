@@ -67,13 +67,13 @@ def shares(root: Any) -> dict[str, float]:
     return {k: v / whole for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
-def report(result: dict[str, Any], command: str) -> list[str]:
+def _intro(result: dict[str, Any], command: str) -> list[str]:
     rates = result["rates"]
     med = {k: statistics.median(v) for k, v in rates.items()}
-    batch, group = result["batch"], result["group_max"]
+    batch = result["batch"]
     ingest = rates["ingest"]
     above = sum(r >= GOAL for r in ingest)
-    lines = header(
+    return header(
         "Profile store ingest on PostgreSQL: metrics/s beside raw INSERT and COPY",
         command,
         [
@@ -97,6 +97,13 @@ def report(result: dict[str, Any], command: str) -> list[str]:
             "CPython's defaults.",
         ],
     )
+
+
+def report(result: dict[str, Any], command: str) -> list[str]:
+    rates = result["rates"]
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    batch, group = result["batch"], result["group_max"]
+    lines = _intro(result, command)
     lines += [
         "| path | metrics/s (min-max) | vs COPY |",
         "|---|---:|---:|",
