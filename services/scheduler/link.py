@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from common.errors import FieldViolation, InvalidArgument
 from services.scheduler.convert import worker_from_proto
 from services.scheduler.engine import Engine
-from services.scheduler.results import task_finished, task_started
+from services.scheduler.results import task_results
 from services.scheduler.workers import CLOSE, WorkerLink
 from switchyard.v1 import scheduler_pb2
 
@@ -66,10 +66,7 @@ async def _read(
                 link.telemetry.CopyFrom(message.heartbeat.telemetry)
                 engine.workers.fleet.cache_changed(link.slots, frozenset(message.heartbeat.cached_datablocks))
             elif kind == "results":
-                for started in message.results.started:
-                    task_started(engine, worker_id, started)
-                for outcome in message.results.outcomes:
-                    task_finished(engine, worker_id, outcome)
+                task_results(engine, worker_id, message.results)
     except Exception as exc:  # a broken stream is the worker leaving, never a crash
         log.info("worker stream ended", extra={"worker_id": worker_id, "error": repr(exc)})
     link.close()

@@ -33,12 +33,38 @@ def _live_assignment(engine: Engine, worker_id: str, task_id: str, attempt: int)
     return record
 
 
+def task_results(engine: Engine, worker_id: str, results: scheduler_pb2.TaskResults) -> None:
+    """One message of started and finished tasks, in that order.
+
+    A task that started and finished within one message goes straight to its end: RUNNING
+    would be neither seen nor written, so only its start time is kept."""
+    outcomes = results.outcomes
+    done = {o.task_id for o in outcomes} if outcomes else ()
+    for started in results.started:
+        if started.task_id in done:
+            _note_start(engine, worker_id, started)
+        else:
+            task_started(engine, worker_id, started)
+    for outcome in outcomes:
+        task_finished(engine, worker_id, outcome)
+
+
+def _note_start(engine: Engine, worker_id: str, started: scheduler_pb2.TaskStarted) -> None:
+    record = _live_assignment(engine, worker_id, started.task_id, started.attempt)
+    if record is not None and record.state is TaskState.ASSIGNED and record.started_at is None:
+        record.started_at = _start_time(engine, started)
+
+
+def _start_time(engine: Engine, started: scheduler_pb2.TaskStarted) -> float:
+    return seconds(started.started_at) if started.HasField("started_at") else engine.clock.now()
+
+
 def task_started(engine: Engine, worker_id: str, started: scheduler_pb2.TaskStarted) -> None:
     record = _live_assignment(engine, worker_id, started.task_id, started.attempt)
     if record is None or record.state is not TaskState.ASSIGNED:
         return
     engine.move(record, TaskState.RUNNING)
-    record.started_at = seconds(started.started_at) if started.HasField("started_at") else engine.clock.now()
+    record.started_at = _start_time(engine, started)
     # Charged in flight from when this scheduler heard of it (its own clock, no skew).
     engine.profiles.started(record.id, record.tenant, engine.clock.now())
     engine.committer.defer([record])

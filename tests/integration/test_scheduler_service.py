@@ -626,3 +626,38 @@ async def test_a_task_just_finished_is_read_from_memory_and_other_tenants_still_
         await stub.GetTasks(pb.SchedulerServiceGetTasksRequest(tenant="globex", task_ids=[tasks[2].id]))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     await worker.close()
+
+
+async def test_a_start_and_finish_in_one_message_skip_running_but_keep_the_start(scheduler, stub):
+    worker = ScriptedWorker(stub)
+    await worker.connect()
+    quick, slow = classified(), classified()
+    await stub.EnqueueTasks(pb.EnqueueTasksRequest(tasks=[quick, slow]))
+    await assert_eventually(lambda: len(worker.assignments) == 2, msg="both assigned")
+    by_id = {a.task.id: a for a in worker.assignments}
+    watch = stub.WatchTasks(pb.SchedulerServiceWatchTasksRequest(tenant="acme", task_ids=[quick.id, slow.id]))
+    seen: dict[str, list[int]] = {quick.id: [], slow.id: []}
+
+    async def follow():
+        async for msg in watch:
+            for t in msg.tasks:
+                seen[t.id].append(t.state)
+
+    follower = asyncio.create_task(follow())
+    a = by_id[slow.id]
+    started = pb.TaskStarted(task_id=a.task.id, attempt=a.task.attempt, assignment_token=a.assignment_token)
+    worker.outbox.put_nowait(pb.ConnectWorkerRequest(results=pb.TaskResults(started=[started])))
+    await assert_eventually(
+        lambda: scheduler.engine.tasks[slow.id].state.name == "RUNNING", msg="slow one running"
+    )
+    await scheduler.engine.committer.flush()
+    worker.finish(by_id[quick.id])  # started and finished in one message
+    worker.finish(by_id[slow.id])
+    await asyncio.wait_for(follower, 10)
+    assert types_pb2.TASK_STATE_RUNNING not in seen[quick.id]
+    assert types_pb2.TASK_STATE_RUNNING in seen[slow.id]
+    assert seen[quick.id][-1] == seen[slow.id][-1] == types_pb2.TASK_STATE_SUCCEEDED
+    request = pb.SchedulerServiceGetTasksRequest(tenant="acme", task_ids=[quick.id])
+    (got,) = (await stub.GetTasks(request)).tasks
+    assert got.HasField("started_at") and got.started_at.ToNanoseconds() <= got.finished_at.ToNanoseconds()
+    await worker.close()
