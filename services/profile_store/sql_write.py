@@ -3,8 +3,8 @@
 Both take the same rows and leave the same tables. `PostgresWriter` streams the samples
 with one COPY into a temporary table, moves them over with one INSERT ... ON CONFLICT DO
 NOTHING that answers with the duplicates only (COPY's speed, INSERT's idempotency), and
-sends the profile, worker profile, resource and tenant upserts in one pipelined round trip
-(executemany: cheaper in Python than array parameters, measured). `PortableWriter` does the
+sends the profile, worker profile, resource and tenant upserts as one statement of
+multi-row INSERTs in data-modifying CTEs (one round trip). `PortableWriter` does the
 same with SQLAlchemy Core statements on any dialect; it is SQLite's path.
 """
 
@@ -71,17 +71,18 @@ def _quoted(columns: Sequence[str]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
 
-def _upsert_sql(table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+def _upsert_sql(table: str, columns: Sequence[str], keys: Sequence[str], rows: int = 1) -> str:
     updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in keys)
+    row = f"({', '.join(['%s'] * len(columns))})"
     return (
-        f"INSERT INTO {table} ({_quoted(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+        f"INSERT INTO {table} ({_quoted(columns)}) VALUES {', '.join([row] * rows)}"
         f" ON CONFLICT ({_quoted(keys)}) DO UPDATE SET {updates}"
     )
 
 
 class PostgresWriter:
-    """COPY and pipelined statements on the psycopg connection under the SQLAlchemy one
-    (same transaction)."""
+    """COPY and multi-row upserts on the psycopg connection under the SQLAlchemy one (same
+    transaction)."""
 
     _STAGE = (
         "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_samples"
@@ -98,12 +99,16 @@ class PostgresWriter:
         " SELECT task_id, attempt FROM incoming_samples"
         " EXCEPT SELECT task_id, attempt FROM moved"
     )
+    # FoldRows attribute, table, columns, primary key.
     _UPSERTS = (
-        ("profiles", _upsert_sql("profiles", PROFILE_COLUMNS, ("key_id",))),
-        ("worker_profiles", _upsert_sql("worker_profiles", WORKER_PROFILE_COLUMNS, ("key_id", "worker_id"))),
-        ("resources", _upsert_sql("resources", RESOURCE_COLUMNS, ("worker_id",))),
-        ("tenants", _upsert_sql("tenant_usage", TENANT_COLUMNS, ("tenant",))),
+        ("profiles", "profiles", PROFILE_COLUMNS, ("key_id",)),
+        ("worker_profiles", "worker_profiles", WORKER_PROFILE_COLUMNS, ("key_id", "worker_id")),
+        ("resources", "resources", RESOURCE_COLUMNS, ("worker_id",)),
+        ("tenants", "tenant_usage", TENANT_COLUMNS, ("tenant",)),
     )
+    # Bounds of the upsert statements (PostgreSQL takes at most 65,535 parameters).
+    _ROWS_PER_INSERT = 100
+    _PARAMS_PER_STATEMENT = 20_000
 
     def __init__(self) -> None:
         # psycopg connections that have the temporary staging table.
@@ -130,11 +135,37 @@ class PostgresWriter:
 
     async def write(self, conn: AsyncConnection, rows: FoldRows) -> None:
         raw = await _driver_connection(conn)
-        async with raw.pipeline(), raw.cursor() as cur:
-            for name, sql in self._UPSERTS:
-                values = getattr(rows, name)
-                if values:
-                    await cur.executemany(sql, values)
+        async with raw.cursor() as cur:
+            for sql, params in self._statements(rows):
+                await cur.execute(sql, params, prepare=False)
+
+    def _statements(self, rows: FoldRows) -> list[tuple[str, list[Any]]]:
+        """The upserts in as few statements as can be: a table's rows in multi-row INSERTs
+        of at most _ROWS_PER_INSERT rows, joined as data-modifying CTEs into statements of
+        at most _PARAMS_PER_STATEMENT parameters (each row's key is unique, so no statement
+        touches a row twice). The usual batch is one statement: one round trip, where a
+        pipeline of executemany sent a query per row."""
+        statements: list[tuple[str, list[Any]]] = []
+        parts: list[str] = []
+        params: list[Any] = []
+        for name, table, columns, keys in self._UPSERTS:
+            values: list[tuple[Any, ...]] = getattr(rows, name)
+            for start in range(0, len(values), self._ROWS_PER_INSERT):
+                chunk = values[start : start + self._ROWS_PER_INSERT]
+                if parts and len(params) + len(chunk) * len(columns) > self._PARAMS_PER_STATEMENT:
+                    statements.append(_joined(parts, params))
+                    parts, params = [], []
+                parts.append(_upsert_sql(table, columns, keys, len(chunk)))
+                params.extend([v for row in chunk for v in row])
+        if parts:
+            statements.append(_joined(parts, params))
+        return statements
+
+
+def _joined(parts: Sequence[str], params: list[Any]) -> tuple[str, list[Any]]:
+    if len(parts) == 1:
+        return parts[0], params
+    return "WITH " + ", ".join(f"u{i} AS ({sql})" for i, sql in enumerate(parts)) + " SELECT 1", params
 
 
 async def _driver_connection(conn: AsyncConnection) -> Any:

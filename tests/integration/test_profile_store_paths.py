@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -61,12 +62,22 @@ def rows(url: str) -> dict[str, list[tuple[object, ...]]]:
         }
 
 
-async def test_fast_and_portable_writes_leave_the_same_rows(two_databases: tuple[str, str]) -> None:
+# The fast writer's upsert statements: as they are, and split into many small ones.
+STATEMENT_LIMITS = [None, (3, 40)]
+
+
+@pytest.mark.parametrize("limits", STATEMENT_LIMITS, ids=["usual", "split"])
+async def test_fast_and_portable_writes_leave_the_same_rows(
+    two_databases: tuple[str, str], limits: tuple[int, int] | None
+) -> None:
     now = datetime(2030, 6, 1, tzinfo=UTC)
     stores = [
         SqlProfileStore(create_engine(url, "profile_store"), clock=lambda: now, portable_writes=portable)
         for url, portable in zip(two_databases, (False, True), strict=True)
     ]
+    if limits is not None:
+        writer: Any = stores[0]._writer
+        writer._ROWS_PER_INSERT, writer._PARAMS_PER_STATEMENT = limits
     batches = ((0, 70), (50, 120), (160, 1), (0, 30))  # resends within and across batches
     try:
         for start, n in batches:
