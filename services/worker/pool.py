@@ -4,17 +4,14 @@ replaces slot processes that time out, are cancelled mid-task or die.
 Every assignment ends in exactly one `TaskReport` given to `on_finished`; nothing that
 happens in a slot can raise out of the pool.
 
-Short tasks travel in batches: a free slot takes the waiting tasks whose category has
-run under `BATCH_TASK_S` so far (its first run not counted), up to `MAX_BATCH`, about
-`BATCH_BUDGET_S` of expected run time and a fair share of what waits, in one pipe
-message, and answers each as it ends. Only the first unanswered task of a batch runs, so
-a time limit, a cancel or a crash concerns that task alone: the slot is killed and
-replaced, that task is reported, and the batch's tasks that had not started go back to
-the head of the queue. A task of a batch cancelled before it started is reported at
-once and its late reply ignored. Tasks of unknown or longer categories go one per
-message. No asyncio task, future or timer is made per job: a slot's replies arrive
-through a read callback, and each slot keeps one timer, re-armed only when it fires
-before the running task's limit.
+Short tasks travel in batches (`batches.py` decides which), one pipe message each, and a
+slot answers each task as it ends. Only the first unanswered task of a batch runs, so a
+time limit, a cancel or a crash concerns that task alone: the slot is killed and replaced,
+that task is reported, and the batch's tasks that had not started go back to the head of
+the queue. A task of a batch cancelled before it started is reported at once and its late
+reply ignored. No asyncio task, future or timer is made per job: a slot's replies arrive
+through a read callback, and each slot keeps one timer, re-armed only when it fires before
+the running task's limit.
 """
 
 from __future__ import annotations
@@ -25,13 +22,13 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter
 
 from common.timeutil import utcnow
+from services.worker.batches import Job, Lane, RunTimes, take_batch
 from services.worker.datablocks import DatablockNotFound
 from services.worker.model import (
     Assignment,
@@ -39,7 +36,6 @@ from services.worker.model import (
     Reason,
     SlotReply,
     TaskFailure,
-    TaskInput,
     TaskReport,
 )
 from services.worker.slots import Slot, SlotCrashed
@@ -49,31 +45,6 @@ log = logging.getLogger(__name__)
 
 TASKS = Counter("switchyard_worker_tasks_total", "Tasks finished by this worker", ["category", "outcome"])
 RESTART_BACKOFF_S = (0.5, 10.0)
-BATCH_TASK_S = 0.005
-BATCH_BUDGET_S = 0.02
-MAX_BATCH = 16
-# Weight of the newest run in a category's expected run time.
-RUN_TIME_WEIGHT = 0.2
-
-
-@dataclass(eq=False)
-class _Job:
-    assignment: Assignment
-    task: TaskInput
-    staged: bool = False
-    started_at: datetime | None = None
-    lane: _Lane | None = None
-    done: bool = False
-
-
-@dataclass(eq=False)
-class _Lane:
-    """A slot and the batch it holds: the first job runs, the others wait their turn."""
-
-    slot: Slot
-    batch: deque[_Job] = field(default_factory=deque)
-    deadline: float | None = None
-    timer: asyncio.TimerHandle | None = None
 
 
 class SlotPool:
@@ -93,7 +64,7 @@ class SlotPool:
         datablock_dir = str(staging.cache.folder) if staging else ""
         self._executor = ThreadPoolExecutor(max_workers=2 * slots + 2, thread_name_prefix="slot-io")
         self._lanes = [
-            _Lane(
+            Lane(
                 Slot(
                     i,
                     device=device,
@@ -109,13 +80,11 @@ class SlotPool:
             for i in range(slots)
         ]
         self._on_started, self._on_finished = on_started, on_finished
-        self._free: deque[_Lane] = deque()
+        self._free: deque[Lane] = deque()
         # Jobs waiting for a slot, first come first served (cancelled ones are skipped).
-        self._waiting: deque[_Job] = deque()
-        self._jobs: dict[str, _Job] = {}
-        # Expected run time per category, from the runs after its first.
-        self._run_s: dict[str, float] = {}
-        self._warm: set[str] = set()
+        self._waiting: deque[Job] = deque()
+        self._jobs: dict[str, Job] = {}
+        self._run_times = RunTimes()
         self._counters: dict[tuple[str, str], Any] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._dispatch_due = False
@@ -134,6 +103,11 @@ class SlotPool:
     def free_slots(self) -> int:
         return len(self._free)
 
+    @property
+    def busy(self) -> bool:
+        """Whether any task accepted here has not been reported yet."""
+        return bool(self._jobs)
+
     def running_task_ids(self) -> tuple[str, ...]:
         return tuple(self._jobs)
 
@@ -148,7 +122,7 @@ class SlotPool:
         """Accept an assignment (runs when a slot is free); False if the task is already here."""
         if assignment.task_id in self._jobs or self._stopping:
             return False
-        job = _Job(assignment, assignment.input)
+        job = Job(assignment, assignment.input)
         self._jobs[assignment.task_id] = job
         if self._staging is not None and assignment.input.input_blocks:
             self._spawn(self._stage(job))
@@ -191,7 +165,7 @@ class SlotPool:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _stage(self, job: _Job) -> None:
+    async def _stage(self, job: Job) -> None:
         assert self._staging is not None
         try:
             task = await self._staging.prepare(job.assignment.input)
@@ -209,7 +183,7 @@ class SlotPool:
         job.task, job.staged = task, True
         self._enqueue(job)
 
-    def _enqueue(self, job: _Job) -> None:
+    def _enqueue(self, job: Job) -> None:
         """Queue a job; the jobs queued in this loop turn are dispatched together."""
         self._waiting.append(job)
         self._dispatch_soon()
@@ -224,32 +198,13 @@ class SlotPool:
         while self._waiting and self._free:
             lane = self._free.popleft()
             share = -(-len(self._waiting) // (len(self._free) + 1))
-            batch = self._take(min(MAX_BATCH, share))
+            batch = take_batch(self._waiting, self._run_times, share)
             if not batch:
                 self._free.appendleft(lane)
                 return
             self._send(lane, batch)
 
-    def _take(self, limit: int) -> list[_Job]:
-        """The head of the queue: one job, or several short ones."""
-        batch: list[_Job] = []
-        budget = 0.0
-        while self._waiting and len(batch) < limit:
-            job = self._waiting[0]
-            if job.done:
-                self._waiting.popleft()
-                continue
-            expected = self._run_s.get(job.task.category)
-            short = expected is not None and expected <= BATCH_TASK_S
-            if batch and (not short or budget + (expected or 0.0) > BATCH_BUDGET_S):
-                break
-            batch.append(self._waiting.popleft())
-            budget += expected or 0.0
-            if not short:
-                break
-        return batch
-
-    def _send(self, lane: _Lane, batch: list[_Job]) -> None:
+    def _send(self, lane: Lane, batch: list[Job]) -> None:
         for job in batch:
             job.lane = lane
         lane.batch.extend(batch)
@@ -262,7 +217,7 @@ class SlotPool:
             return
         self._begin(lane)
 
-    def _begin(self, lane: _Lane) -> None:
+    def _begin(self, lane: Lane) -> None:
         """The lane's first job starts now: its time limit runs from here."""
         job = lane.batch[0]
         loop = asyncio.get_running_loop()
@@ -276,7 +231,7 @@ class SlotPool:
             job.started_at = utcnow()
             self._on_started(job.assignment, job.started_at)
 
-    def _check_time(self, lane: _Lane) -> None:
+    def _check_time(self, lane: Lane) -> None:
         lane.timer = None
         if not lane.batch or lane.deadline is None:
             return
@@ -288,14 +243,14 @@ class SlotPool:
         failure = TaskFailure(Reason.TIMED_OUT, f"task ran past its time limit of {timeout:g}s")
         self._stop_running(lane, "timed out", Outcome.TIMED_OUT, failure)
 
-    def _on_reply(self, slot: Slot, reply: object) -> None:
+    def _on_reply(self, slot: Slot, reply: SlotReply) -> None:
         lane = self._lanes[slot.index]
         batch = lane.batch
-        if not isinstance(reply, SlotReply) or not batch or reply.task_id != batch[0].task.task_id:
+        if not batch or reply.task_id != batch[0].task.task_id:
             self._lose(lane, "answered out of turn")
             return
         job = batch.popleft()
-        self._observe(job.task.category, reply.execution_s)
+        self._run_times.observe(job.task.category, reply.execution_s)
         if batch:
             self._begin(lane)
         else:
@@ -309,7 +264,7 @@ class SlotPool:
     def _on_lost(self, slot: Slot, why: str) -> None:
         self._lose(self._lanes[slot.index], why)
 
-    def _lose(self, lane: _Lane, why: str) -> None:
+    def _lose(self, lane: Lane, why: str) -> None:
         """The slot process died: its running task failed, the rest of its batch goes back."""
         if lane.batch:
             failure = TaskFailure(Reason.SLOT_CRASHED, f"slot {lane.slot.index} {why}")
@@ -319,7 +274,7 @@ class SlotPool:
             self._free.remove(lane)
         self._recycle(lane, "died idle")
 
-    def _stop_running(self, lane: _Lane, reason: str, outcome: Outcome, failure: TaskFailure) -> None:
+    def _stop_running(self, lane: Lane, reason: str, outcome: Outcome, failure: TaskFailure) -> None:
         """End the lane's running job with this outcome, requeue the jobs of its batch that
         had not started, and replace the slot process."""
         job = lane.batch.popleft()
@@ -335,7 +290,7 @@ class SlotPool:
             # not hand the rest to another slot only to kill that one too.
             self._dispatch_soon()
 
-    def _recycle(self, lane: _Lane, reason: str) -> None:
+    def _recycle(self, lane: Lane, reason: str) -> None:
         lane.deadline = None
         if lane.timer is not None:
             lane.timer.cancel()
@@ -343,7 +298,7 @@ class SlotPool:
         lane.slot.abort()
         self._spawn(self._restart(lane, reason))
 
-    async def _restart(self, lane: _Lane, reason: str) -> None:
+    async def _restart(self, lane: Lane, reason: str) -> None:
         """Start a fresh process for the slot, retrying with backoff until it works."""
         await lane.slot.kill()
         delay = RESTART_BACKOFF_S[0]
@@ -358,21 +313,12 @@ class SlotPool:
             self._release(lane)
             return
 
-    def _release(self, lane: _Lane) -> None:
+    def _release(self, lane: Lane) -> None:
         self._free.append(lane)
         if self._waiting:
             self._dispatch()
 
-    def _observe(self, category: str, seconds: float) -> None:
-        old = self._run_s.get(category)
-        if category not in self._warm:  # a first run pays for imports and warm-up
-            self._warm.add(category)
-        elif old is None:
-            self._run_s[category] = seconds
-        else:
-            self._run_s[category] = old + (seconds - old) * RUN_TIME_WEIGHT
-
-    def _from_reply(self, job: _Job, reply: SlotReply) -> None:
+    def _from_reply(self, job: Job, reply: SlotReply) -> None:
         if reply.failure is not None:
             self._finish(job, Outcome.FAILED, failure=reply.failure, reply=reply)
         elif self._staging is not None and reply.result and self._staging.has_outputs(job.task, reply.result):
@@ -380,7 +326,7 @@ class SlotPool:
         else:
             self._finish(job, Outcome.SUCCEEDED, reply=reply)
 
-    async def _publish(self, job: _Job, reply: SlotReply) -> None:
+    async def _publish(self, job: Job, reply: SlotReply) -> None:
         assert self._staging is not None and reply.result is not None
         try:
             result = await self._staging.publish(job.task, reply.result)
@@ -393,7 +339,7 @@ class SlotPool:
 
     def _finish(
         self,
-        job: _Job,
+        job: Job,
         outcome: Outcome,
         *,
         failure: TaskFailure | None = None,
