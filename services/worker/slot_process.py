@@ -1,8 +1,8 @@
 """The body of a slot: a child process that imports torch once, keeps models warm and runs
 one task at a time for its parent worker, over a pipe.
 
-Messages: the child first sends `SlotReady`; then it receives batches (lists of
-`TaskInput`), runs each batch's tasks one after another and answers one `SlotReply` per
+Messages (`wire.py`): the child first sends `SlotReady`; then it receives batches (lists
+of `TaskInput`), runs each batch's tasks one after another and answers one reply per
 task as soon as it ends, so the parent always knows which task is running (to time it out
 or cancel it by killing this process); `None` (or the parent's end closing) stops it.
 """
@@ -29,6 +29,7 @@ from services.worker.model import (
     TaskFailure,
     TaskInput,
 )
+from services.worker.wire import reply_to_wire
 
 MESSAGE_LIMIT = 2048
 
@@ -69,11 +70,11 @@ def slot_main(
 def _answer(conn: Connection, task: TaskInput, reply: SlotReply) -> None:
     # Plain pickle and send_bytes: `Connection.send`'s ForkingPickler costs more per reply.
     try:
-        payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps(reply_to_wire(reply), protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         failure = TaskFailure(Reason.HANDLER_ERROR, f"handler result cannot be sent: {exc}")
         fallback = SlotReply(task_id=task.task_id, failure=failure, execution_s=reply.execution_s)
-        payload = pickle.dumps(fallback, protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps(reply_to_wire(fallback), protocol=pickle.HIGHEST_PROTOCOL)
     conn.send_bytes(payload)
 
 

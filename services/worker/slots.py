@@ -1,10 +1,10 @@
 """The parent's side of a slot: start, talk to, and kill/replace one slot process.
 
 Once the slot is ready, the parent talks to it through an asyncio protocol on its end of
-the pipe (a Unix socket pair), in the framing of `multiprocessing.connection` that the
-child reads and writes: a batch of tasks goes out as one frame, and each reply is handed
-to `on_reply` from the event loop's read callback, with no thread hop, no future and no
-task per message. The start-up handshake (one blocking read that may take seconds) runs
+the pipe (a Unix socket pair), in the frames of `wire.py` that the child reads and
+writes: a batch of tasks goes out as one frame, and each reply is handed to `on_reply`
+from the event loop's read callback, with no thread hop, no future and no task per
+message. The start-up handshake (one blocking read that may take seconds) runs
 on a thread.
 """
 
@@ -15,9 +15,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import pickle
 import socket
-import struct
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -25,14 +23,14 @@ from multiprocessing.process import BaseProcess
 
 from prometheus_client import Counter
 
-from services.worker.model import SlotReady, TaskInput
+from services.worker.model import SlotReady, SlotReply, TaskInput
 from services.worker.slot_process import slot_main
+from services.worker.wire import FrameReader, frame, reply_from_wire
 
 log = logging.getLogger(__name__)
 
 SLOT_RESTARTS = Counter("switchyard_worker_slot_restarts_total", "Slot processes replaced", ["reason"])
 START_TIMEOUT_S = 180.0
-_SHORT, _LONG = struct.Struct("!i"), struct.Struct("!Q")
 
 
 class SlotCrashed(Exception):
@@ -54,7 +52,7 @@ class Slot:
         threads: int,
         executor: ThreadPoolExecutor,
         datablock_dir: str = "",
-        on_reply: Callable[[Slot, object], None] = lambda slot, reply: None,
+        on_reply: Callable[[Slot, SlotReply], None] = lambda slot, reply: None,
         on_lost: Callable[[Slot, str], None] = lambda slot, why: None,
     ) -> None:
         self.index = index
@@ -108,11 +106,11 @@ class Slot:
         """Hand the slot a batch, run one after another; raise SlotCrashed if it is not running."""
         if self._transport is None or self._transport.is_closing():
             raise SlotCrashed(f"slot {self.index} is not running")
-        self._transport.write(_frame(list(tasks)))
+        self._transport.write(frame(list(tasks)))
 
-    def _delivered(self, generation: int, message: object) -> None:
+    def _delivered(self, generation: int, reply: SlotReply) -> None:
         if generation == self.generation and self._transport is not None:
-            self._on_reply(self, message)
+            self._on_reply(self, reply)
 
     def _closed(self, generation: int, why: str) -> None:
         transport = self._transport
@@ -163,49 +161,26 @@ class Slot:
         self.generation += 1  # its pipe closing now is no crash
         if transport is not None:
             with contextlib.suppress(OSError, RuntimeError):
-                transport.write(_frame(None))
+                transport.write(frame(None))
         await asyncio.get_running_loop().run_in_executor(self._executor, process.join, grace_s)
         await self.kill()
 
 
 class _Frames(asyncio.Protocol):
-    """Cuts the byte stream from a slot into `multiprocessing.connection` frames."""
+    """Hands each reply read from a slot's pipe to the slot, as a `SlotReply`."""
 
     def __init__(self, slot: Slot, generation: int) -> None:
         self._slot, self._generation = slot, generation
-        self._buffer = bytearray()
+        self._reader = FrameReader(self._deliver)
+
+    def _deliver(self, message: object) -> None:
+        self._slot._delivered(self._generation, reply_from_wire(message))
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
-        start, end = 0, len(buffer)
         try:
-            while end - start >= 4:
-                (size,) = _SHORT.unpack_from(buffer, start)
-                head = 4
-                if size == -1:
-                    if end - start < 12:
-                        break
-                    (size,) = _LONG.unpack_from(buffer, start + 4)
-                    head = 12
-                if end - start < head + size:
-                    break
-                message = pickle.loads(buffer[start + head : start + head + size])
-                start += head + size
-                self._slot._delivered(self._generation, message)
+            self._reader.feed(data)
         except Exception as exc:  # a garbled pipe is a lost slot, never a loop error
             self._slot._closed(self._generation, f"unreadable reply: {exc!r}")
-            return
-        finally:
-            del buffer[:start]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._slot._closed(self._generation, f"pipe closed: {exc!r}" if exc else "pipe closed")
-
-
-def _frame(message: object) -> bytes:
-    """One `multiprocessing.connection` frame: a 4-byte big-endian length, then the pickle."""
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    if len(payload) <= 0x7FFFFFFF:
-        return _SHORT.pack(len(payload)) + payload
-    return _SHORT.pack(-1) + _LONG.pack(len(payload)) + payload
