@@ -8,7 +8,6 @@ them, so their late outcomes belong to a superseded session and are not sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -40,10 +39,11 @@ log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.2, 5.0)
 MAX_BATCH = 500
-# A busy stream writes at most once per WRITE_GAP_S (each write is a round trip through
-# gRPC's completion queue; what arrives meanwhile joins the next message), and a started
-# event alone waits up to STARTED_LINGER_S for an outcome to travel with. An idle link
-# writes an outcome at once.
+# When to write (a write costs a round trip through gRPC's completion queue here and a
+# message to the scheduler): outcomes go at once when the pool has nothing left to run, so
+# a lone task is answered without delay; while it runs more, an outcome waits up to
+# WRITE_GAP_S for those to join it. A started event waits up to STARTED_LINGER_S for its
+# outcome to travel with. One timer per link, no task or future per event.
 WRITE_GAP_S = 0.005
 STARTED_LINGER_S = 0.01
 DISCONNECTED = "SCHEDULER_DISCONNECTED"
@@ -83,7 +83,10 @@ class SchedulerLink:
         self._outcomes: list[scheduler_pb2.TaskOutcome] = []
         self._heartbeat_due = False
         self._wake = asyncio.Event()
-        self._outcome_ready = asyncio.Event()
+        # Results are due now, or at the loop time _flush_when (by its timer).
+        self._results_due = False
+        self._flush_when: float | None = None
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -131,6 +134,7 @@ class SchedulerLink:
         self.session += 1
         self._started.clear()
         self._outcomes.clear()
+        self._cancel_flush()
         stopped = self._pool.cancel_all(DISCONNECTED)
         if stopped:
             log.warning("lost the scheduler: stopped running tasks", extra={"tasks": ",".join(stopped)})
@@ -182,8 +186,9 @@ class SchedulerLink:
     def _handle(self, message: scheduler_pb2.ConnectWorkerResponse, session: int) -> None:
         event = message.WhichOneof("event")
         if event == "assignments":
+            status = self._status()  # once per message: it lists every running task
             for item in message.assignments.assignments:
-                self._accept(item, session)
+                self._accept(item, session, status)
         elif event == "cancel":
             found = self._pool.cancel(list(message.cancel.task_ids), Reason.CANCELLED)
             log.info(
@@ -192,7 +197,7 @@ class SchedulerLink:
         elif event == "registered":
             self._registered(message.registered)
 
-    def _accept(self, item: scheduler_pb2.Assignment, session: int) -> None:
+    def _accept(self, item: scheduler_pb2.Assignment, session: int, status: WorkerStatus) -> None:
         """Run one assignment, or answer it at once when it cannot run here."""
         try:
             assignment = assignment_from_proto(
@@ -207,7 +212,6 @@ class SchedulerLink:
             failure = TaskFailure(Reason.INVALID_INPUT, f"assignment cannot be read: {exc}")
             self._reject(_placeholder(item, session), failure)
             return
-        status = self._status()
         if status.draining:
             self._reject(assignment, TaskFailure(Reason.WORKER_DRAINING, "worker is draining"))
         elif assignment.input.eligibility == "gpu_only" and status.device.kind != "gpu":
@@ -232,15 +236,43 @@ class SchedulerLink:
     def report_started(self, assignment: Assignment, started_at: datetime) -> None:
         if self.connected and assignment.session == self.session:
             self._started.append((assignment, started_at))
-            self._wake.set()
+            self._flush_at(asyncio.get_running_loop().time() + STARTED_LINGER_S)
 
     def report_finished(self, report: TaskReport) -> None:
         if self.connected and report.assignment.session == self.session:
             self._outcomes.append(outcome_to_proto(report))
-            self._outcome_ready.set()
-            self._wake.set()
+            # While the pool runs more tasks, their outcomes are due soon: wait for them.
+            if self._pool.busy:
+                self._flush_at(asyncio.get_running_loop().time() + WRITE_GAP_S)
+            else:
+                self._flush_at(0.0)
         else:
             log.info("outcome of a superseded session not sent", extra={"task_id": report.assignment.task_id})
+
+    def _flush_at(self, when: float) -> None:
+        """Have the write loop write the results at loop time `when` (at once if it has
+        passed), unless they are due earlier already."""
+        if self._results_due or (self._flush_when is not None and self._flush_when <= when):
+            return
+        self._cancel_flush()
+        loop = asyncio.get_running_loop()
+        if when <= loop.time():
+            self._flush_due()
+        else:
+            self._flush_when = when
+            self._flush_timer = loop.call_at(when, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._flush_when, self._flush_timer = None, None
+        self._results_due = True
+        self._wake.set()
+
+    def _cancel_flush(self) -> None:
+        self._results_due = False
+        self._flush_when = None
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
 
     async def _heartbeat_loop(self, session: int) -> None:
         while session == self.session:
@@ -249,23 +281,18 @@ class SchedulerLink:
             self._wake.set()
 
     async def _write_loop(self, call: _Call, session: int) -> None:
-        """The only writer of the stream: batches of results, then a heartbeat when due."""
-        loop = asyncio.get_running_loop()
-        last_write = 0.0
+        """The only writer of the stream: the results when due, a heartbeat when due."""
         while session == self.session:
             await self._wake.wait()
-            if not self._outcomes and not self._heartbeat_due:
-                # Only started events: give an outcome the chance to travel with them.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._outcome_ready.wait(), STARTED_LINGER_S)
-            gap = last_write + WRITE_GAP_S - loop.time()
-            # At least one more loop turn: events ready in the same turn join this message.
-            await asyncio.sleep(max(gap, 0.0))
             self._wake.clear()
-            self._outcome_ready.clear()
-            while self._started or self._outcomes:
-                await call.write(scheduler_pb2.ConnectWorkerRequest(results=self._take_results()))
-                last_write = loop.time()
+            # What was reported in the same loop turn joins this message; what is reported
+            # while it is written asks for the next write itself.
+            if self._results_due:
+                self._cancel_flush()
+                if self._started or self._outcomes:
+                    await call.write(scheduler_pb2.ConnectWorkerRequest(results=self._take_results()))
+                    if len(self._outcomes) >= MAX_BATCH or len(self._started) >= MAX_BATCH:
+                        self._flush_at(0.0)
             if self._heartbeat_due:
                 self._heartbeat_due = False
                 heartbeat = heartbeat_to_proto(self._status())

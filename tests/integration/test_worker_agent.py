@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from common.channels import authed_channel
 from common.ids import new_id
 from common.timeutil import to_timestamp, utcnow
+from services.worker import agent
 from services.worker.app import WorkerApp
 from services.worker.config import WorkerConfig
 from services.worker.handlers.context import HandlerContext
@@ -68,6 +69,7 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
         self.started: dict[str, scheduler_pb2.TaskStarted] = {}
         self.outcomes: dict[str, scheduler_pb2.TaskOutcome] = {}
         self.heartbeats: list[scheduler_pb2.Heartbeat] = []
+        self.results: list[scheduler_pb2.TaskResults] = []
         self.outbox: asyncio.Queue[scheduler_pb2.ConnectWorkerResponse | None] = asyncio.Queue()
 
     async def ConnectWorker(
@@ -91,6 +93,8 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
         async for request in requests:
             if request.HasField("heartbeat"):
                 self.heartbeats.append(request.heartbeat)
+            if request.HasField("results"):
+                self.results.append(request.results)
             for started in request.results.started:
                 self.started[started.task_id] = started
             for outcome in request.results.outcomes:
@@ -243,6 +247,24 @@ async def test_metrics_wait_for_a_late_profile_store_then_arrive(mesh: Mesh) -> 
     for task in tasks:
         assert (await mesh.metric(task.id)).outcome == types_pb2.OUTCOME_SUCCEEDED
     await assert_eventually(lambda: mesh.app.shipper.pending == 0, msg="buffer emptied by acks")
+
+
+async def test_outcomes_wait_for_the_pool_to_finish_then_go_together(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the pool runs more tasks, outcomes wait for them (the write gap stretched to an
+    hour here), and all go in one message as soon as the pool has nothing left to run."""
+    await mesh.settled()
+    monkeypatch.setattr(agent, "WRITE_GAP_S", 3600.0)
+    monkeypatch.setattr(agent, "STARTED_LINGER_S", 3600.0)
+    tasks = [make_task("noop") for _ in range(5)]
+    first = len(mesh.scheduler.results)
+    mesh.scheduler.assign(*tasks)
+    for task in tasks:
+        assert (await mesh.scheduler.outcome(task.id)).outcome == types_pb2.OUTCOME_SUCCEEDED
+    sent = mesh.scheduler.results[first:]
+    assert [sorted(o.task_id for o in m.outcomes) for m in sent] == [sorted(t.id for t in tasks)]
+    assert not sent[0].started  # each outcome carries its started_at
 
 
 async def test_registration_describes_the_worker(mesh: Mesh) -> None:
