@@ -46,30 +46,6 @@ class SubmitResult:
         return [t.id for t in self.tasks]
 
 
-class _BearerToken:
-    """Adds `authorization: Bearer <token>` to every call of the channel."""
-
-    def __init__(self, token: str) -> None:
-        self._pair = ("authorization", f"Bearer {token}")
-
-    def _with_token(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()), self._pair)
-        return grpc.aio.ClientCallDetails(
-            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-        )
-
-
-# grpc.aio files each interceptor under the first kind it matches, so one object per kind.
-class _UnaryToken(_BearerToken, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(details), request)
-
-
-class _StreamToken(_BearerToken, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(details), request)
-
-
 def _chunks(ids: Sequence[str]) -> list[Sequence[str]]:
     return [ids[i : i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)] or [[]]
 
@@ -80,8 +56,10 @@ class Client:
     def __init__(self, address: str = DEFAULT_ADDRESS, token: str | None = None, *, timeout: float = 30.0):
         self.address = address
         self.timeout = timeout
-        interceptors: list[Any] = [_UnaryToken(token), _StreamToken(token)] if token else []
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+        # The bearer token goes as metadata on each call: a client interceptor would cost an
+        # extra asyncio task and call wrapper per RPC.
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._stub = classifier_pb2_grpc.ClassifierServiceStub(self._channel)
 
     async def __aenter__(self) -> Client:
@@ -92,6 +70,9 @@ class Client:
 
     async def close(self) -> None:
         await self._channel.close()
+
+    def _opts(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "metadata": self._metadata}
 
     async def _call(self, call: Awaitable[T]) -> T:
         try:
@@ -116,20 +97,20 @@ class Client:
         return await self.submit_request(request)
 
     async def submit_request(self, request: classifier_pb2.SubmitTasksRequest) -> SubmitResult:
-        response = await self._call(self._stub.SubmitTasks(request, timeout=self.timeout))
+        response = await self._call(self._stub.SubmitTasks(request, **self._opts()))
         return SubmitResult(response.job_id, list(response.tasks))
 
     async def classify(self, specs: Iterable[types_pb2.TaskSpec]) -> list[classifier_pb2.Classification]:
         """What category, eligibility group and priority class each spec would get (dry run)."""
         request = classifier_pb2.ClassifyTasksRequest(tasks=list(specs))
-        response = await self._call(self._stub.ClassifyTasks(request, timeout=self.timeout))
+        response = await self._call(self._stub.ClassifyTasks(request, **self._opts()))
         return list(response.classifications)
 
     async def get_tasks(self, ids: Sequence[str]) -> list[types_pb2.Task]:
         tasks: list[types_pb2.Task] = []
         for chunk in _chunks(ids):
             request = classifier_pb2.GetTasksRequest(task_ids=list(chunk))
-            response = await self._call(self._stub.GetTasks(request, timeout=self.timeout))
+            response = await self._call(self._stub.GetTasks(request, **self._opts()))
             tasks.extend(response.tasks)
         return tasks
 
@@ -147,7 +128,7 @@ class Client:
             job_id=job_id, states=[parse_task_state(s) for s in states], page_size=page_size
         )
         while True:
-            response = await self._call(self._stub.ListTasks(request, timeout=self.timeout))
+            response = await self._call(self._stub.ListTasks(request, **self._opts()))
             for task in response.tasks:
                 yield task
             if not response.next_page_token:
@@ -156,7 +137,9 @@ class Client:
 
     async def watch_tasks(self, ids: Sequence[str]) -> AsyncIterator[types_pb2.Task]:
         """Each change of the given tasks, as the server reports it, until the stream ends."""
-        call = self._stub.WatchTasks(classifier_pb2.WatchTasksRequest(task_ids=list(ids)))
+        call = self._stub.WatchTasks(
+            classifier_pb2.WatchTasksRequest(task_ids=list(ids)), metadata=self._metadata
+        )
         async for response in self._stream(call):
             for task in response.tasks:
                 yield task
@@ -196,25 +179,25 @@ class Client:
 
     async def get_job(self, job_id: str) -> types_pb2.Job:
         request = classifier_pb2.GetJobRequest(job_id=job_id)
-        response = await self._call(self._stub.GetJob(request, timeout=self.timeout))
+        response = await self._call(self._stub.GetJob(request, **self._opts()))
         return response.job
 
     async def watch_job(self, job_id: str) -> AsyncIterator[types_pb2.Job]:
         """The job each time its progress changes, until the stream ends."""
-        call = self._stub.WatchJob(classifier_pb2.WatchJobRequest(job_id=job_id))
+        call = self._stub.WatchJob(classifier_pb2.WatchJobRequest(job_id=job_id), metadata=self._metadata)
         async for response in self._stream(call):
             yield response.job
 
     async def cancel(self, *, ids: Sequence[str] = (), job_id: str = "") -> list[types_pb2.Task]:
         """Cancel the given tasks, or every unfinished task of a job; returns the tasks."""
         request = classifier_pb2.CancelTasksRequest(task_ids=list(ids), job_id=job_id)
-        response = await self._call(self._stub.CancelTasks(request, timeout=self.timeout))
+        response = await self._call(self._stub.CancelTasks(request, **self._opts()))
         return list(response.tasks)
 
     async def explain(self, task_id: str) -> types_pb2.Explanation:
         """Why a task has its priority and what it is waiting for."""
         request = classifier_pb2.ExplainTaskRequest(task_id=task_id)
-        response = await self._call(self._stub.ExplainTask(request, timeout=self.timeout))
+        response = await self._call(self._stub.ExplainTask(request, **self._opts()))
         return response.explanation
 
 

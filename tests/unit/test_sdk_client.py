@@ -23,10 +23,12 @@ class FakeClassifier(classifier_pb2_grpc.ClassifierServiceServicer):
         self.watch_sends = watch_sends
         # Specs with this category finish before the submit answers.
         self.instant_category = ""
+        self.tokens: list[str | None] = []
         self.get_calls = 0
         self.watched: list[int] = []
 
     async def SubmitTasks(self, request: Any, context: Any) -> classifier_pb2.SubmitTasksResponse:
+        self.tokens.append(dict(context.invocation_metadata()).get("authorization"))
         specs = list(request.tasks)
         if request.HasField("split"):
             n = -(-request.split.total_items // request.split.batch_size)
@@ -54,6 +56,7 @@ class FakeClassifier(classifier_pb2_grpc.ClassifierServiceServicer):
         self, request: Any, context: Any
     ) -> AsyncIterator[classifier_pb2.WatchTasksResponse]:
         self.watched.append(len(request.task_ids))
+        self.tokens.append(dict(context.invocation_metadata()).get("authorization"))
         if self.watch_sends:
             yield classifier_pb2.WatchTasksResponse(tasks=[self.tasks[request.task_ids[0]]])
 
@@ -83,6 +86,19 @@ async def test_submit_with_split(fake: tuple[str, FakeClassifier]) -> None:
     assert result.job_id == "job_1"
     assert len(result.task_ids) == 4
     assert [t.spec.category for t in result.tasks] == ["inference"] + ["create_synthetic_data"] * 3
+
+
+async def test_every_call_carries_the_bearer_token_and_none_without_one(
+    fake: tuple[str, FakeClassifier],
+) -> None:
+    address, servicer = fake
+    async with Client(address, "secret-1") as client:
+        ids = (await client.submit([task("noop")])).task_ids
+        servicer.finish(*ids)
+        await client.wait(ids, timeout=10, poll_interval=0.05)
+    async with Client(address) as anonymous:
+        await anonymous.submit([task("noop")])
+    assert servicer.tokens == ["Bearer secret-1", "Bearer secret-1", None]
 
 
 async def test_list_tasks_follows_pages(fake: tuple[str, FakeClassifier]) -> None:
