@@ -52,8 +52,19 @@ from services.profile_store.rows import (
     stats_of,
 )
 from services.profile_store.speeds import DEFAULT_MIN_SAMPLES, SpeedTable, WorkloadTime, speed_table
-from services.profile_store.sql_write import FoldRows, PortableWriter, PostgresWriter, Writer
+from services.profile_store.sql_write import (
+    FoldRows,
+    PortableWriter,
+    PostgresWriter,
+    SamplesSeenBefore,
+    Writer,
+)
 from services.profile_store.stats import ProfileStats
+
+# After resends, this many ingests insert carefully (the rest of the resent run).
+CAREFUL_INGESTS = 8
+# Tries of an ingest whose first transactions met resends or a connection cut meanwhile.
+INGEST_ATTEMPTS = 3
 
 
 @dataclass
@@ -104,6 +115,8 @@ class SqlProfileStore:
         self._shares: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._conn: AsyncConnection | None = None
+        # Ingests left that insert carefully (resends were seen lately); 0: optimistically.
+        self._careful = 0
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -113,15 +126,18 @@ class SqlProfileStore:
         first = fold.first_occurrences(metrics)
         now = self._clock()
         async with self._lock:
-            try:
-                batch, stored = await self._transaction(metrics, first, now)
-            except sa.exc.DBAPIError as exc:
-                if not exc.connection_invalidated:
-                    raise
-                # The held connection died since the last ingest (the database restarted, an
-                # idle connection was cut): once more on a new one. Samples already stored,
-                # should the commit have gone through after all, come back as duplicates.
-                batch, stored = await self._transaction(metrics, first, now)
+            for attempt in range(1, INGEST_ATTEMPTS + 1):
+                try:
+                    batch, stored = await self._transaction(metrics, first, now)
+                    break
+                except (SamplesSeenBefore, sa.exc.DBAPIError) as exc:
+                    # Resends met an optimistic insert (the next one is careful), or the held
+                    # connection died since the last ingest (the database restarted, an idle
+                    # connection was cut): again. Samples already stored, should a commit
+                    # have gone through after all, come back as duplicates.
+                    lost = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+                    if attempt == INGEST_ATTEMPTS or not (lost or isinstance(exc, SamplesSeenBefore)):
+                        raise
         duplicates = [True] * len(metrics)
         for i in stored:
             duplicates[i] = False
@@ -131,22 +147,32 @@ class SqlProfileStore:
         self, metrics: Sequence[Metric], first: Mapping[tuple[str, int], int], now: datetime
     ) -> tuple[_Batch, list[int]]:
         """One ingest transaction; the indexes (into `metrics`) of the samples it stored."""
+        careful = self._careful > 0
         try:
             conn = await self._ingest_connection()
             async with conn.begin():
                 await self._load(conn)
                 unique = [metrics[i] for i in first.values()]
-                before = await self._writer.insert_samples(conn, unique, now)
+                before = await self._writer.insert_samples(conn, unique, now, careful=careful)
                 stored = [i for k, i in first.items() if k not in before]
                 batch = await self._fold(conn, [metrics[i] for i in stored], now)
                 batch.rows.resources = resource_rows(metrics, now)
                 await self._writer.write(conn, batch.rows)
+        except SamplesSeenBefore:
+            # Rolled back before it changed anything, in memory or in the database.
+            self._writer.rolled_back()
+            self._careful = CAREFUL_INGESTS
+            raise
         except BaseException:
             self._writer.rolled_back()
             self._forget()
             await self._release_ingest_connection()
             raise
         self._remember(batch)
+        if before:
+            self._careful = CAREFUL_INGESTS  # resends come in runs (a stream reconnected)
+        elif careful:
+            self._careful -= 1
         return batch, stored
 
     async def _ingest_connection(self) -> AsyncConnection:

@@ -23,7 +23,8 @@ from services.profile_store.model import (
     ProfileKey,
 )
 from services.profile_store.servicer import ProfileStoreServicer
-from services.profile_store.sql_store import SqlProfileStore
+from services.profile_store.sql_store import CAREFUL_INGESTS, SqlProfileStore
+from services.profile_store.sql_write import PostgresWriter
 from switchyard.v1 import profile_store_pb2, types_pb2
 
 SECRET = "contract-test-internal-token"
@@ -361,11 +362,11 @@ async def test_ingests_share_one_connection_and_a_failure_replaces_it(store: Sql
     seen: list[Any] = []
     fail = False
 
-    async def recording(conn: Any, metrics: Any, now: Any) -> Any:
+    async def recording(conn: Any, metrics: Any, now: Any, **options: Any) -> Any:
         seen.append(conn)
         if fail:
             raise RuntimeError("the statement failed")
-        return await insert(conn, metrics, now)
+        return await insert(conn, metrics, now, **options)
 
     writer.insert_samples = recording
     await store.ingest([metric("t1")])
@@ -380,3 +381,26 @@ async def test_ingests_share_one_connection_and_a_failure_replaces_it(store: Sql
     assert list(result.duplicates) == [False, True]
     profile = await store.get_profile(KEY)
     assert profile is not None and profile.count == 3
+
+
+async def test_resends_are_found_whether_inserted_optimistically_or_carefully(store: SqlProfileStore) -> None:
+    writer: Any = store._writer
+    insert = writer.insert_samples
+    careful: list[bool] = []
+
+    async def recording(conn: Any, metrics: Any, now: Any, **options: Any) -> Any:
+        careful.append(options.get("careful", True))
+        return await insert(conn, metrics, now, **options)
+
+    writer.insert_samples = recording
+    await store.ingest([metric("t1", 1.0), metric("t2", 2.0)])
+    resent = await store.ingest([metric("t3", 3.0), metric("t2", 2.0), metric("t3", 3.0)])
+    assert list(resent.duplicates) == [False, True, True]
+    for i in range(4, 4 + CAREFUL_INGESTS + 1):
+        assert list((await store.ingest([metric(f"t{i}", float(i))])).duplicates) == [False]
+    profile = await store.get_profile(KEY)
+    assert profile is not None and profile.count == 3 + CAREFUL_INGESTS + 1
+    # Optimistic until resends come (on PostgreSQL they fail the optimistic COPY, and the
+    # batch goes again, carefully); then careful for a while, then optimistic again.
+    again = [True] if isinstance(store._writer, PostgresWriter) else []
+    assert careful == [False, False, *again, *[True] * CAREFUL_INGESTS, False]
