@@ -118,36 +118,70 @@ def _datetime(ts: timestamp_pb2.Timestamp) -> datetime:
     return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
-def _jsonable(value: Any) -> Any:
-    """Coerce a handler summary into what a protobuf Struct holds (finite numbers, str keys)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int | float):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    try:
-        return _jsonable(float(value))
-    except (TypeError, ValueError):
-        return str(value)
+def _set_value(out: struct_pb2.Value, value: Any) -> None:
+    """A handler's summary value as a protobuf Value: what JSON holds, finite numbers
+    (others become null), str keys; anything else as a number if it is one, else its str."""
+    if value is None:
+        out.null_value = struct_pb2.NULL_VALUE
+    elif value is True or value is False:
+        out.bool_value = value
+    elif isinstance(value, str):
+        out.string_value = value
+    elif isinstance(value, int | float):
+        _set_number(out, float(value))
+    elif isinstance(value, dict):
+        _fill_struct(out.struct_value, value)
+    elif isinstance(value, list | tuple):
+        items = out.list_value
+        items.SetInParent()
+        for item in value:
+            _set_value(items.values.add(), item)
+    else:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            out.string_value = str(value)
+        else:
+            _set_number(out, number)
+
+
+def _set_number(out: struct_pb2.Value, number: float) -> None:
+    if math.isfinite(number):
+        out.number_value = number
+    else:
+        out.null_value = struct_pb2.NULL_VALUE
+
+
+def _fill_struct(out: struct_pb2.Struct, values: dict[Any, Any]) -> None:
+    # One pass, in place: several times cheaper than copying the values and Struct.update.
+    out.SetInParent()
+    fields = out.fields
+    for key, value in values.items():
+        _set_value(fields[str(key)], value)
 
 
 def struct_from_dict(values: dict[str, Any]) -> struct_pb2.Struct:
     out = struct_pb2.Struct()
-    out.update(_jsonable(values))
+    _fill_struct(out, values)
     return out
 
 
-def result_to_proto(result: HandlerResult) -> types_pb2.TaskResult:
+def _fill_result(out: types_pb2.TaskResult, result: HandlerResult) -> None:
     uri = result.artifact_uri
     if not uri and result.artifact_path:
         uri = Path(result.artifact_path).resolve().as_uri()
-    return types_pb2.TaskResult(
-        inline=result.inline, artifact_uri=uri, summary=struct_from_dict(result.summary)
-    )
+    out.SetInParent()
+    if result.inline:
+        out.inline = result.inline
+    if uri:
+        out.artifact_uri = uri
+    _fill_struct(out.summary, result.summary)
+
+
+def result_to_proto(result: HandlerResult) -> types_pb2.TaskResult:
+    out = types_pb2.TaskResult()
+    _fill_result(out, result)
+    return out
 
 
 def started_to_proto(assignment: Assignment, started_at: Any) -> scheduler_pb2.TaskStarted:
@@ -170,9 +204,10 @@ def outcome_to_proto(report: TaskReport) -> scheduler_pb2.TaskOutcome:
         finished_at=to_timestamp(report.finished_at),
     )
     if report.result is not None:
-        out.result.CopyFrom(result_to_proto(report.result))
+        _fill_result(out.result, report.result)
     if report.failure is not None:
-        out.error.CopyFrom(types_pb2.TaskError(reason=report.failure.reason, message=report.failure.message))
+        error = out.error
+        error.reason, error.message = report.failure.reason, report.failure.message
     return out
 
 
@@ -220,36 +255,45 @@ def heartbeat_to_proto(status: WorkerStatus) -> scheduler_pb2.Heartbeat:
 def metrics_to_proto(
     report: TaskReport, *, worker_id: str, device_model: str, telemetry: TelemetrySample
 ) -> types_pb2.ResultMetrics:
+    # Runs for every finished task: fields that would hold their default are left unset
+    # (the same message on the wire), each set field costs a conversion.
     task = report.assignment.input
-    items = report.result.items if report.result else 0
+    execution_s = report.execution_s
     out = types_pb2.ResultMetrics(
         task_id=task.task_id,
         attempt=task.attempt,
         assignment_token=report.assignment.token,
         worker_id=worker_id,
         device_model=device_model,
-        model=types_pb2.ModelRef(name=task.model_name, version=task.model_version),
-        precision=precision_enum(task.precision),
-        batch_size=task.batch_size,
+        precision=PRECISION_ENUMS.get(task.precision or "fp32", types_pb2.PRECISION_UNSPECIFIED),
         category=task.category,
         tenant=task.tenant,
-        execution_time=_duration(report.execution_s),
-        items_per_second=items / report.execution_s if report.execution_s > 0 and items else 0.0,
-        gpu_utilization=telemetry.gpu_utilization,
-        cpu_utilization=telemetry.cpu_utilization,
-        memory_bytes=report.peak_memory_bytes,
-        gpu_power_watts=telemetry.gpu_power_watts,
         outcome=OUTCOMES[report.outcome],
         finished_at=to_timestamp(report.finished_at),
     )
+    _set_duration(out.execution_time, execution_s)
+    if task.model_name or task.model_version:
+        out.model.name, out.model.version = task.model_name, task.model_version
+    if task.batch_size:
+        out.batch_size = task.batch_size
+    items = report.result.items if report.result else 0
+    if items and execution_s > 0:
+        out.items_per_second = items / execution_s
+    if report.peak_memory_bytes:
+        out.memory_bytes = report.peak_memory_bytes
+    if telemetry.cpu_utilization:
+        out.cpu_utilization = telemetry.cpu_utilization
+    if telemetry.gpu_utilization or telemetry.gpu_power_watts:
+        out.gpu_utilization, out.gpu_power_watts = telemetry.gpu_utilization, telemetry.gpu_power_watts
     queued_at = report.assignment.queued_at
     if queued_at is not None and report.started_at is not None:
-        out.queue_wait.CopyFrom(_duration((report.started_at - queued_at).total_seconds()))
+        _set_duration(out.queue_wait, (report.started_at - queued_at).total_seconds())
     return out
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
-    """A non-negative duration (a negative one reads as 0), built directly: several times
+def _set_duration(out: duration_pb2.Duration, seconds: float) -> None:
+    """A non-negative duration (a negative one reads as 0), set in place: several times
     cheaper than `Duration.FromNanoseconds`, and this runs for every finished task."""
     nanos = max(int(seconds * 1e9), 0)
-    return duration_pb2.Duration(seconds=nanos // 1_000_000_000, nanos=nanos % 1_000_000_000)
+    out.SetInParent()
+    out.seconds, out.nanos = divmod(nanos, 1_000_000_000)

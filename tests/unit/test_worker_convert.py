@@ -186,7 +186,7 @@ def test_metrics_durations_are_whole_seconds_and_nanos(seconds: float, expected:
         device_model="Xeon",
         telemetry=TelemetrySample(),
     )
-    assert (m.execution_time.seconds, m.execution_time.nanos) == expected
+    assert m.HasField("execution_time") and (m.execution_time.seconds, m.execution_time.nanos) == expected
 
 
 def test_worker_info_to_proto() -> None:
