@@ -19,8 +19,6 @@ from common.timeutil import utcnow
 from services.worker.convert import (
     assignment_from_proto,
     heartbeat_to_proto,
-    outcome_to_proto,
-    started_to_proto,
     worker_info_to_proto,
 )
 from services.worker.model import (
@@ -33,12 +31,12 @@ from services.worker.model import (
     WorkerStatus,
 )
 from services.worker.pool import SlotPool
+from services.worker.results import PendingResults
 from switchyard.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.2, 5.0)
-MAX_BATCH = 500
 # When to write (a write costs a round trip through gRPC's completion queue here and a
 # message to the scheduler): outcomes go at once when the pool has nothing left to run, so
 # a lone task is answered without delay; while it runs more, an outcome waits up to
@@ -78,9 +76,7 @@ class SchedulerLink:
         self.session = 0
         self.connected = False
         self.registrations = 0
-        # Started events stay plain until written: most leave with their outcome, unsent.
-        self._started: list[tuple[Assignment, datetime]] = []
-        self._outcomes: list[scheduler_pb2.TaskOutcome] = []
+        self._results = PendingResults()
         self._heartbeat_due = False
         self._wake = asyncio.Event()
         # Results are due now, or at the loop time _flush_when (by its timer).
@@ -132,8 +128,7 @@ class SchedulerLink:
     def _end_session(self) -> None:
         self.connected = False
         self.session += 1
-        self._started.clear()
-        self._outcomes.clear()
+        self._results.clear()
         self._cancel_flush()
         stopped = self._pool.cancel_all(DISCONNECTED)
         if stopped:
@@ -235,12 +230,12 @@ class SchedulerLink:
 
     def report_started(self, assignment: Assignment, started_at: datetime) -> None:
         if self.connected and assignment.session == self.session:
-            self._started.append((assignment, started_at))
+            self._results.started(assignment, started_at)
             self._flush_at(asyncio.get_running_loop().time() + STARTED_LINGER_S)
 
     def report_finished(self, report: TaskReport) -> None:
         if self.connected and report.assignment.session == self.session:
-            self._outcomes.append(outcome_to_proto(report))
+            self._results.finished(report)
             # While the pool runs more tasks, their outcomes are due soon: wait for them.
             if self._pool.busy:
                 self._flush_at(asyncio.get_running_loop().time() + WRITE_GAP_S)
@@ -289,25 +284,14 @@ class SchedulerLink:
             # while it is written asks for the next write itself.
             if self._results_due:
                 self._cancel_flush()
-                if self._started or self._outcomes:
-                    await call.write(scheduler_pb2.ConnectWorkerRequest(results=self._take_results()))
-                    if len(self._outcomes) >= MAX_BATCH or len(self._started) >= MAX_BATCH:
+                if self._results:
+                    await call.write(self._results.take())
+                    if self._results.full:
                         self._flush_at(0.0)
             if self._heartbeat_due:
                 self._heartbeat_due = False
                 heartbeat = heartbeat_to_proto(self._status())
                 await call.write(scheduler_pb2.ConnectWorkerRequest(heartbeat=heartbeat))
-
-    def _take_results(self) -> scheduler_pb2.TaskResults:
-        """Up to MAX_BATCH of each; a started event whose outcome goes along is left out
-        (the outcome carries started_at)."""
-        outcomes, self._outcomes = self._outcomes[:MAX_BATCH], self._outcomes[MAX_BATCH:]
-        done = {o.task_id for o in outcomes}
-        started = [s for s in self._started if s[0].task_id not in done]
-        started, self._started = started[:MAX_BATCH], started[MAX_BATCH:]
-        return scheduler_pb2.TaskResults(
-            started=[started_to_proto(a, at) for a, at in started], outcomes=outcomes
-        )
 
 
 def _placeholder(item: scheduler_pb2.Assignment, session: int) -> Assignment:

@@ -113,6 +113,13 @@ def assignment_from_proto(
     )
 
 
+def _set_timestamp(out: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """`value` (naive: UTC) set in place, by integer arithmetic on the timedelta."""
+    delta = (value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH
+    out.SetInParent()
+    out.seconds, out.nanos = delta.days * 86_400 + delta.seconds, delta.microseconds * 1000
+
+
 def _datetime(ts: timestamp_pb2.Timestamp) -> datetime:
     """An aware UTC datetime, to the microsecond: several times cheaper than `ToDatetime`."""
     return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
@@ -184,31 +191,36 @@ def result_to_proto(result: HandlerResult) -> types_pb2.TaskResult:
     return out
 
 
-def started_to_proto(assignment: Assignment, started_at: Any) -> scheduler_pb2.TaskStarted:
-    return scheduler_pb2.TaskStarted(
-        task_id=assignment.task_id,
-        attempt=assignment.attempt,
-        assignment_token=assignment.token,
-        started_at=to_timestamp(started_at),
-    )
+def started_to_proto(assignment: Assignment, started_at: datetime) -> scheduler_pb2.TaskStarted:
+    out = scheduler_pb2.TaskStarted()
+    started_into(out, assignment, started_at)
+    return out
+
+
+def started_into(out: scheduler_pb2.TaskStarted, assignment: Assignment, started_at: datetime) -> None:
+    out.task_id, out.attempt, out.assignment_token = assignment.task_id, assignment.attempt, assignment.token
+    _set_timestamp(out.started_at, started_at)
 
 
 def outcome_to_proto(report: TaskReport) -> scheduler_pb2.TaskOutcome:
+    out = scheduler_pb2.TaskOutcome()
+    outcome_into(out, report)
+    return out
+
+
+def outcome_into(out: scheduler_pb2.TaskOutcome, report: TaskReport) -> None:
+    """Fill `out` in place (an element added to the message that carries it: no copy)."""
     a = report.assignment
-    out = scheduler_pb2.TaskOutcome(
-        task_id=a.task_id,
-        attempt=a.attempt,
-        assignment_token=a.token,
-        outcome=OUTCOMES[report.outcome],
-        started_at=to_timestamp(report.started_at),
-        finished_at=to_timestamp(report.finished_at),
-    )
+    out.task_id, out.attempt, out.assignment_token = a.task_id, a.attempt, a.token
+    out.outcome = OUTCOMES[report.outcome]
+    if report.started_at is not None:
+        _set_timestamp(out.started_at, report.started_at)
+    _set_timestamp(out.finished_at, report.finished_at)
     if report.result is not None:
         _fill_result(out.result, report.result)
     if report.failure is not None:
         error = out.error
         error.reason, error.message = report.failure.reason, report.failure.message
-    return out
 
 
 def telemetry_to_proto(sample: TelemetrySample) -> types_pb2.Telemetry:
