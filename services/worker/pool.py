@@ -85,7 +85,10 @@ class SlotPool:
         self._waiting: deque[Job] = deque()
         self._jobs: dict[str, Job] = {}
         self._run_times = RunTimes()
-        self._counters: dict[tuple[str, str], Any] = {}
+        # Finished tasks by (category, outcome) not yet added to TASKS: added in bulk (a
+        # labelled counter takes a lock per call), whenever the pool runs dry or 100 wait.
+        self._uncounted: dict[tuple[str, str], int] = {}
+        self._uncounted_total = 0
         self._background: set[asyncio.Task[Any]] = set()
         self._dispatch_due = False
         self._stopping = False
@@ -159,6 +162,7 @@ class SlotPool:
             task.cancel()
         await asyncio.gather(*(lane.slot.stop() for lane in self._lanes), return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self.flush_counts()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -318,6 +322,13 @@ class SlotPool:
         if self._waiting:
             self._dispatch()
 
+    def flush_counts(self) -> None:
+        """Add the tasks finished since the last call to the TASKS counter."""
+        for key, count in self._uncounted.items():
+            TASKS.labels(*key).inc(count)
+        self._uncounted.clear()
+        self._uncounted_total = 0
+
     def _from_reply(self, job: Job, reply: SlotReply) -> None:
         if reply.failure is not None:
             self._finish(job, Outcome.FAILED, failure=reply.failure, reply=reply)
@@ -353,7 +364,8 @@ class SlotPool:
         if job.staged and self._staging is not None:
             self._staging.release(job.task)
         finished = utcnow()
-        elapsed = (finished - job.started_at).total_seconds() if job.started_at else 0.0
+        if reply is None:
+            elapsed = (finished - job.started_at).total_seconds() if job.started_at else 0.0
         report = TaskReport(
             assignment=job.assignment,
             outcome=outcome,
@@ -361,14 +373,14 @@ class SlotPool:
             finished_at=finished,
             result=reply.result if reply else None,
             failure=failure,
-            execution_s=reply.execution_s if reply else elapsed,
+            execution_s=elapsed if reply is None else reply.execution_s,
             peak_memory_bytes=reply.peak_memory_bytes if reply else 0,
         )
         key = (job.assignment.input.category, outcome.value)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = TASKS.labels(*key)
-        counter.inc()
+        self._uncounted[key] = self._uncounted.get(key, 0) + 1
+        self._uncounted_total += 1
+        if self._uncounted_total >= 100 or not self._jobs:
+            self.flush_counts()
         try:
             self._on_finished(report)
         except Exception:  # the caller's bug must not end the slot that answered

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 
 from common.ids import new_id
 from services.worker.handlers.context import HandlerContext
@@ -102,13 +103,19 @@ async def pool(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pool]:
     await slot_pool.stop()
 
 
+def finished_count(category: str, outcome: str) -> float:
+    labels = {"category": category, "outcome": outcome}
+    return REGISTRY.get_sample_value("switchyard_worker_tasks_total", labels) or 0.0
+
+
 async def test_short_tasks_share_one_message(pool: Pool) -> None:
     await pool.warm("t_batch")
-    batches = pool.pool.batches
+    batches, counted = pool.pool.batches, finished_count("t_batch", "succeeded")
     ids = [pool.submit("t_batch") for _ in range(6)]
     assert await pool.outcomes(*ids) == [Outcome.SUCCEEDED] * 6
     assert pool.pool.batches == batches + 1
     assert pool.started[-6:] == ids
+    assert finished_count("t_batch", "succeeded") == counted + 6  # counted once the pool is idle
 
 
 async def test_a_crash_mid_batch_fails_the_running_task_and_runs_the_rest(pool: Pool) -> None:
