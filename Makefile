@@ -48,7 +48,7 @@ up: $(STAMP)
 
 ## Benchmarks (reports in bench/reports/); BENCH=name runs one. Installs the bench extra.
 bench: $(STAMP)
-	$(PY) -m pip install -q "matplotlib==3.11.2" "ray==2.60.0" "celery==5.7.0" "redis==8.1.0" "py-spy==0.4.1"
+	$(PY) -m pip install -q "matplotlib==3.11.2" "ray==2.60.0" "celery==5.7.0" "redis==8.1.0"
 	$(PY) -m bench.run $(BENCH)
 
 clean:

@@ -140,29 +140,52 @@ def _profile_lines(profile: dict[str, Any], tasks: int) -> list[str]:
         lines += _cpu_lines(profile, tasks)
     if "error" in profile:
         return [*lines, f"Not profiled: {profile['error']}"]
-    services = sorted(profile["services"].items(), key=lambda kv: -kv[1]["samples"])
-    lines += [
-        f"Then the same run with py-spy on every service and on this client "
-        f"({profile['sampled_tasks_per_s']:,.0f} tasks/s while sampled at {switchyard_bench.PROFILE_RATE_HZ} "
-        "Hz, on-CPU samples only). Raw stacks (collapsed): `.switchyard/bench/compare_profile/`.",
+    return lines + _profiler_lines(profile)
+
+
+def _profiler_lines(profile: dict[str, Any]) -> list[str]:
+    services = sorted(profile["services"].items(), key=lambda kv: -kv[1]["cpu_s"])
+    slower = 1 - profile["sampled_tasks_per_s"] / profile["tasks_per_s"]
+    lines = [
+        "Then the same run again, profiled in-process with cProfile in every service, in each worker's "
+        "slot processes (`<worker>.slot`, added together) and in this client: "
+        f"{profile['sampled_tasks_per_s']:,.0f} tasks/s profiled against {profile['tasks_per_s']:,.0f} "
+        f"unprofiled ({slower:.0%} slower). cProfile traces every call, so code that makes many small "
+        "calls looks dearer than it is: read the shares, not the seconds. Clock: each process's main "
+        "thread CPU time (waiting in epoll or on a pipe costs nothing; other threads, such as gRPC's "
+        "own, are not seen); a C function's time counts as its Python caller's own. pstats files: "
+        "`.switchyard/bench/compare_profile/` (`python -m pstats FILE`).",
         "",
-        "| process | CPU s (samples / rate) | top self time | top project function (deepest frame of ours) |",
-        "|---|---:|---|---|",
+        "| process | main-thread CPU s (profiled) | under our code | top self time | top function of ours "
+        "(own time + library below it) |",
+        "|---|---:|---:|---|---|",
     ]
     for name, summary in services:
         own = summary["self"][0] if summary["self"] else ("-", 0)
-        incl = summary["deepest"][:1] or [("-", 0)]
-        total = max(summary["samples"], 1)
+        deepest = summary["deepest"][:1] or [("-", 0)]
+        total = summary["cpu_s"] or 1.0
         lines.append(
-            f"| {name} | {summary['cpu_s']:.1f} | `{own[0]}` {own[1] / total:.0%} "
-            f"| `{incl[0][0]}` {incl[0][1] / total:.0%} |"
+            f"| {name} | {summary['cpu_s']:.2f} | {summary['ours_s'] / total:.0%} | `{own[0]}` "
+            f"{own[1] / total:.0%} | `{deepest[0][0]}` {deepest[0][1] / total:.0%} |"
         )
     for name, summary in services[:3]:
-        total = max(summary["samples"], 1)
-        lines += ["", f"**{name}**: the deepest function of ours in each sample (with what it calls):", ""]
-        lines += [f"- {n / total:.0%} `{f}`" for f, n in summary["deepest"]]
-        lines += ["", "inclusive (every function of ours on the stack):", ""]
-        lines += [f"- {n / total:.0%} `{f}`" for f, n in summary["inclusive"]]
+        total = summary["cpu_s"] or 1.0
+        lines += ["", f"**{name}**: each function of ours with the library code below it:", ""]
+        lines += [f"- {s / total:.0%} `{f}`" for f, s in summary["deepest"]]
+        lines += ["", "inclusive (cumulative time of each function of ours):", ""]
+        lines += [f"- {s / total:.0%} `{f}`" for f, s in summary["inclusive"]]
+    if profile.get("not_profiled") or profile.get("unannounced"):
+        missed = [*profile.get("unannounced", []), *profile.get("not_profiled", [])]
+        lines += ["", f"Not profiled (no start-up file, or no profile written in time): {', '.join(missed)}."]
+    lines += [
+        "",
+        "Below a function of ours: time in library code is credited to the nearest function of ours "
+        "above it; where a library function has several callers, in proportion to their cumulative "
+        "time through it (as gprof does). Event-loop time with no function of ours above it is left "
+        "out, so the column `under our code` is below 100%. A coroutine's cumulative time counts only "
+        "its steps (not the time it awaits); around SQLAlchemy's asyncio calls, which switch "
+        "greenlets, cProfile's call tree is approximate.",
+    ]
     return lines
 
 

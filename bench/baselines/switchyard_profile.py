@@ -1,53 +1,30 @@
 """Where Switchyard's time goes (the last part of `bench.compare`): sequential tasks split
 into stages by their own timestamps, the CPU seconds of every process from /proc during a
-no-op run, and the same run under py-spy on every service and on the client.
+no-op run, and the same run again under cProfile in every service, every worker's slot
+processes and this client.
+
+The services profile themselves: the mesh starts with `bench/profiling` first on their
+PYTHONPATH, whose `sitecustomize` starts cProfile on SIGUSR2 and writes a pstats file on
+SIGUSR1 (its docstring has the details). No external sampler, no ptrace: it works wherever
+the services run. The clock is each main thread's CPU time; other threads are not seen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
-import shutil
-import signal
-import subprocess
-import sys
+import pstats
+import tempfile
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from bench import mesh as mesh_bench
-from bench.baselines.switchyard_bench import OUR_CODE, PROFILE_RATE_HZ, ROOT, _client, _seconds, running_mesh
-from switchyard import Client, specs
 from switchyard.mesh import Mesh
-
-
-@dataclass
-class Recording:
-    name: str
-    process: subprocess.Popen[bytes]
-    path: Path
-
-
-def _start_py_spy(py_spy: str, name: str, pid: int, out_dir: Path, *, children: bool) -> Recording:
-    path = out_dir / f"{name}.txt"
-    argv = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(path)]
-    # --gil: only samples that hold the GIL, so threads parked in C (gRPC's poller, socket
-    # reads) do not pose as busy.
-    argv += ["--rate", str(PROFILE_RATE_HZ), "--nonblocking", "--gil"]
-    argv += ["--subprocesses"] if children else []
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return Recording(name, process, path)
-
-
-def _stop_py_spy(recording: Recording) -> None:
-    recording.process.send_signal(signal.SIGINT)
-    try:
-        recording.process.wait(30)
-    except subprocess.TimeoutExpired:
-        recording.process.kill()
-        recording.process.wait()
 
 
 def _proc_stats() -> dict[int, tuple[str, int, float]]:
@@ -87,6 +64,21 @@ def cpu_seconds(before: dict[int, tuple[str, int, float]], mesh: Mesh) -> dict[s
     return {name: round(seconds, 2) for name, seconds in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
+# `bench.mesh` imports the CPU accounting above from this module, and `switchyard_bench`
+# imports `bench.mesh`: the bench imports come after it, and name modules, not their
+# members, so that any of the three can be imported first.
+from bench import mesh as mesh_bench  # noqa: E402
+from bench.baselines import switchyard_bench  # noqa: E402
+from bench.profiling import sitecustomize as profiling  # noqa: E402
+from switchyard import Client, specs  # noqa: E402
+
+# How long the services get to acknowledge SIGUSR2 and to write their files after SIGUSR1.
+START_TIMEOUT_S = 5.0
+WRITE_TIMEOUT_S = 60.0
+# The profiler's own frames (the signal handlers) are not "ours" in the summary.
+NOT_OURS = ("bench/profiling/",)
+
+
 Stamp = Literal["submitted_at", "queued_at", "assigned_at", "started_at", "finished_at"]
 STAGES: tuple[tuple[str, Stamp], ...] = (
     ("client → classifier → scheduler commit", "submitted_at"),
@@ -108,20 +100,79 @@ async def latency_stages(client: Client, n: int) -> dict[str, list[float]]:
         seen = time.time()
         previous = sent
         for stage, field in STAGES:
-            at = _seconds(getattr(task, field)) if task.HasField(field) else previous
+            at = switchyard_bench._seconds(getattr(task, field)) if task.HasField(field) else previous
             out[stage].append((at - previous) * 1000)
             previous = at
         out["result back to the client"].append((seen - previous) * 1000)
     return dict(out)
 
 
+@asynccontextmanager
+async def profilable_mesh(profile_dir: Path) -> AsyncIterator[Mesh]:
+    """`switchyard_bench.running_mesh`, with every service (and its slot processes) able to
+    profile itself into `profile_dir` on a signal."""
+    path = os.pathsep.join(
+        p
+        for p in (
+            str(switchyard_bench.ROOT / "bench" / "profiling"),
+            str(switchyard_bench.ROOT),
+            os.environ.get("PYTHONPATH"),
+        )
+        if p
+    )
+    env = {"PYTHONPATH": path, profiling.DIR_ENV: str(profile_dir.resolve())}
+    name, url = switchyard_bench._create_database()
+    try:
+        with tempfile.TemporaryDirectory(prefix="switchyard-compare-") as tmp:
+            options = dataclasses.replace(switchyard_bench._options(Path(tmp), url), env=env)
+            async with Mesh(options, echo=lambda line: None) as mesh:
+                yield mesh
+    finally:
+        switchyard_bench._drop_database(name)
+
+
+def ready_processes(profile_dir: Path) -> dict[int, str]:
+    """pid → profile name of every process that announced itself (`<name>.<pid>.ready`)."""
+    out: dict[int, str] = {}
+    for path in profile_dir.glob("*.ready"):
+        name, pid, _ = path.name.rsplit(".", 2)
+        out[int(pid)] = name
+    return out
+
+
+def _clear(profile_dir: Path) -> None:
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in ("*.ready", "*.profiling", "*.prof", "*.prof.part"):
+        for path in profile_dir.glob(pattern):
+            path.unlink()
+
+
+def _signal(pids: Iterable[int], signum: int) -> list[int]:
+    """Send `signum` to each pid; the ones that still exist."""
+    sent = []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+            sent.append(pid)
+    return sent
+
+
+async def _wait_for(profile_dir: Path, targets: Mapping[int, str], suffix: str, timeout_s: float) -> set[int]:
+    """The pids among `targets` whose `<name>.<pid><suffix>` appeared within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = {pid for pid, name in targets.items() if (profile_dir / f"{name}.{pid}{suffix}").exists()}
+        if len(done) == len(targets) or time.monotonic() > deadline:
+            return done
+        await asyncio.sleep(0.05)
+
+
 async def profiled_throughput(tasks: int, out_dir: Path, stage_tasks: int = 200) -> dict[str, Any]:
     """On one mesh: sequential tasks split into stages; a no-op throughput run with the CPU
-    time each process used (from /proc); the same run with py-spy on every service and this
-    client."""
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    async with running_mesh() as mesh, _client(mesh) as client:
+    time each process used (from /proc); the same run with every service, slot process and
+    this client profiled (pstats files `<name>.<pid>.prof` in `out_dir`)."""
+    _clear(out_dir)
+    async with profilable_mesh(out_dir) as mesh, switchyard_bench._client(mesh) as client:
         await mesh_bench.latencies(client, 20)
         stages = await latency_stages(client, stage_tasks)
         before, started = _proc_stats(), time.perf_counter()
@@ -129,57 +180,148 @@ async def profiled_throughput(tasks: int, out_dir: Path, stage_tasks: int = 200)
         data: dict[str, Any] = {"tasks_per_s": rate, "wall_s": time.perf_counter() - started}
         data["stages_ms"] = stages
         data["cpu_s"] = cpu_seconds(before, mesh)
-        if not Path(py_spy).exists():
-            return data | {"error": "py-spy is not installed (pip install the bench extra)"}
-        targets = {name: child.pid for name, child in mesh.processes.items()}
-        recordings = [_start_py_spy(py_spy, n, pid, out_dir, children=True) for n, pid in targets.items()]
-        recordings.append(_start_py_spy(py_spy, "client", os.getpid(), out_dir, children=False))
-        await asyncio.sleep(1.0)  # let py-spy attach before the first submit
-        try:
-            data["sampled_tasks_per_s"] = await mesh_bench.throughput(client, tasks)
-        finally:
-            for recording in recordings:
-                await asyncio.to_thread(_stop_py_spy, recording)
-    return data | {"services": {r.name: summarise_profile(r.path) for r in recordings}}
+        data |= await _profiled_run(client, mesh, tasks, out_dir)
+    return data
 
 
-def _frame(raw: str) -> tuple[str, str]:
-    """'func (path/to/module.py:12)' → ('func', 'module path without the venv prefix')."""
-    func, _, where = raw.rpartition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("/site-packages/", f"{ROOT}/", "/lib/python3.11/"):
+def mesh_processes(profile_dir: Path, mesh: Mesh) -> dict[int, str]:
+    """`ready_processes` that still run under one of the mesh's lifelines (never signal a
+    pid that has been reused by something else)."""
+    stats = _proc_stats()
+    roots = {child.pid: name for name, child in mesh.processes.items()}
+    return {pid: name for pid, name in ready_processes(profile_dir).items() if _owner(pid, stats, roots)}
+
+
+async def _profiled_run(client: Client, mesh: Mesh, tasks: int, out_dir: Path) -> dict[str, Any]:
+    ready = mesh_processes(out_dir, mesh)
+    targets = {pid: ready[pid] for pid in _signal(ready, profiling.START_SIGNAL)}
+    profiling_pids = await _wait_for(out_dir, targets, ".profiling", START_TIMEOUT_S)
+    own = profiling.new_profile()
+    own.enable()
+    try:
+        sampled = await mesh_bench.throughput(client, tasks)
+    finally:
+        own.disable()
+        stopped = {pid: targets[pid] for pid in _signal(profiling_pids, profiling.STOP_SIGNAL)}
+    own.dump_stats(out_dir / f"client.{os.getpid()}.prof")
+    written = await _wait_for(out_dir, stopped, ".prof", WRITE_TIMEOUT_S)
+    missing = sorted({f"{name}.{pid}" for pid, name in targets.items() if pid not in written})
+    return {
+        "sampled_tasks_per_s": sampled,
+        "profiler": "cProfile on the main thread's CPU clock, C functions counted in their callers",
+        "services": summarise_profiles(out_dir),
+        "not_profiled": missing,
+        "unannounced": sorted(set(mesh.processes) - set(targets.values())),
+    }
+
+
+def summarise_profiles(profile_dir: Path, top: int = 8) -> dict[str, dict[str, Any]]:
+    """One summary per profile name (the pstats files of its processes added together),
+    most profiled CPU first."""
+    files: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(profile_dir.glob("*.prof")):
+        files[path.name.rsplit(".", 2)[0]].append(path)
+    summaries = {name: summarise_profile(paths, top) for name, paths in files.items()}
+    return dict(sorted(summaries.items(), key=lambda kv: -kv[1]["cpu_s"]))
+
+
+Func = tuple[str, int, str]  # pstats' key: (file, line, function)
+Edge = tuple[
+    int, int, float, float
+]  # a caller's share of a function: (calls, primitive, self s, cumulative s)
+
+
+def _label(func: Func) -> str:
+    """'function (module path without the venv or repository prefix)'; builtins by name."""
+    path, _, name = func
+    if path == "~":
+        return name
+    for marker in ("/site-packages/", f"{switchyard_bench.ROOT}/", "/lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
-    return func or raw, path
+    return f"{name} ({path})"
 
 
-def summarise_profile(path: Path, top: int = 8) -> dict[str, Any]:
-    """Samples; the functions with most self samples; of our own code (services/, common/,
-    switchyard/, bench/), the deepest frame per sample and the inclusive counts."""
-    own: Counter[str] = Counter()
-    deepest: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    samples = 0
-    lines = path.read_text().splitlines() if path.exists() else []
-    for line in lines:
-        stack, _, count_text = line.rpartition(" ")
-        if not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [_frame(f) for f in stack.split(";") if " (" in f]
-        if not frames:
-            continue
-        samples += count
-        own[f"{frames[-1][0]} ({frames[-1][1]})"] += count
-        ours = [f"{f} ({p})" for f, p in frames if p.startswith(OUR_CODE)]
-        if ours:
-            deepest[ours[-1]] += count
-        for name in set(ours):
-            inclusive[name] += count
+def _is_ours(func: Func) -> bool:
+    path = func[0].split(f"{switchyard_bench.ROOT}/", 1)[1] if f"{switchyard_bench.ROOT}/" in func[0] else ""
+    return path.startswith(switchyard_bench.OUR_CODE) and not path.startswith(NOT_OURS)
+
+
+def summarise_profile(paths: Path | Iterable[Path], top: int = 8) -> dict[str, Any]:
+    """Of pstats files added together: profiled CPU seconds; the functions with most self
+    time; of our own code (services/, common/, switchyard/, bench/), the functions by the
+    time spent in them and in the library code below them (`deepest`: the nearest function
+    of ours above each moment, estimated where a library function has several callers, in
+    proportion to their cumulative time, as gprof does) and by cumulative time (`inclusive`).
+    Every figure is in seconds of the profiled clock."""
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    stats = pstats.Stats(*map(str, paths))
+    table: dict[Func, tuple[int, int, float, float, dict[Func, Edge]]] = stats.stats  # type: ignore[attr-defined]
+    own: dict[str, float] = defaultdict(float)
+    inclusive: dict[str, float] = defaultdict(float)
+    for func, (_, _, tt, ct, _) in table.items():
+        own[_label(func)] += tt
+        if _is_ours(func):
+            inclusive[_label(func)] += ct
+    deepest = _nearest_ours(table)
+
+    def rounded(seconds: Mapping[str, float]) -> list[tuple[str, float]]:
+        return [(name, round(s, 4)) for name, s in sorted(seconds.items(), key=lambda kv: -kv[1])[:top]]
+
     return {
-        "samples": samples,
-        "cpu_s": samples / PROFILE_RATE_HZ,
-        "self": own.most_common(top),
-        "deepest": deepest.most_common(top),
-        "inclusive": inclusive.most_common(top),
+        "processes": len(paths),
+        "cpu_s": round(sum(entry[2] for entry in table.values()), 4),
+        "calls": sum(entry[1] for entry in table.values()),
+        "self": rounded(own),
+        "ours_s": round(sum(deepest.values()), 4),
+        "deepest": rounded(deepest),
+        "inclusive": rounded(inclusive),
     }
+
+
+def _nearest_ours(
+    table: Mapping[Func, tuple[int, int, float, float, Mapping[Func, Edge]]],
+) -> dict[str, float]:
+    """Self time credited to the nearest function of ours above it. A library function's
+    self time is split among its callers exactly (cProfile keeps it per caller); above that,
+    in proportion to each caller's share of the function's cumulative time. Cycles are cut;
+    time with no function of ours above (the event loop) is left out.
+
+    SQLAlchemy's asyncio layer switches greenlets, which cProfile records as calls (the
+    event loop seemingly called from inside a query): such edges carry little cumulative
+    time, so normalising by the function's own cumulative time keeps the loop's time out."""
+    memo: dict[Func, dict[Func, float]] = {}
+
+    def above(func: Func, path: frozenset[Func]) -> dict[Func, float]:
+        # Where one second spent under `func` (not ours) goes: function of ours → share.
+        if func not in memo:
+            entry = table.get(func)
+            callers = entry[4] if entry is not None and len(path) < 200 else {}
+            weights = {c: e[3] for c, e in callers.items() if c not in path}
+            # Of the function's whole cumulative time: what no caller accounts for ran with
+            # nothing recorded above it (an event loop entered before the profile began).
+            total = max(sum(weights.values()), entry[3] if entry is not None else 0.0)
+            if total <= 0:  # too short to measure: split evenly
+                weights, total = dict.fromkeys(weights, 1.0), float(len(weights))
+            shares: dict[Func, float] = defaultdict(float)
+            for caller, weight in weights.items():
+                for target, share in _up(caller, path).items():
+                    shares[target] += share * weight / total
+            memo[func] = shares
+        return memo[func]
+
+    def _up(caller: Func, path: frozenset[Func]) -> dict[Func, float]:
+        return {caller: 1.0} if _is_ours(caller) else above(caller, path | {caller})
+
+    out: dict[Func, float] = defaultdict(float)
+    for func, (_, _, tt, _, callers) in table.items():
+        if _is_ours(func):
+            out[func] += tt
+            continue
+        for caller, edge in callers.items():
+            for target, share in _up(caller, frozenset({func, caller})).items():
+                out[target] += edge[2] * share
+    labelled: dict[str, float] = defaultdict(float)
+    for func, seconds in out.items():
+        labelled[_label(func)] += seconds
+    return labelled
