@@ -10,7 +10,7 @@ import grpc
 import pytest
 from google.rpc import code_pb2, status_pb2
 
-from services.worker.shipper import METRICS_DROPPED, MetricsShipper
+from services.worker.shipper import METRICS_DROPPED, MetricsShipper, encode_request
 from switchyard.v1 import profile_store_pb2, profile_store_pb2_grpc, types_pb2
 from tests.helpers import assert_eventually, free_port
 
@@ -111,3 +111,12 @@ async def test_unacknowledged_metrics_are_resent_after_reconnect(port: int) -> N
     finally:
         await shipper.stop()
         await server.stop(0)
+
+
+@pytest.mark.parametrize("sizes", [[], [0], [1, 200], [20_000, 3, 70_000]])
+def test_a_request_of_serialized_metrics_reads_as_the_request(sizes: list[int]) -> None:
+    metrics = [types_pb2.ResultMetrics(task_id=f"t{i}", category="c" * size) for i, size in enumerate(sizes)]
+    encoded = encode_request([m.SerializeToString() for m in metrics])
+    assert profile_store_pb2.IngestMetricsRequest.FromString(
+        encoded
+    ) == profile_store_pb2.IngestMetricsRequest(metrics=metrics)
