@@ -29,8 +29,10 @@ class WorkerConfig(ServerConfig):
     artifact_dir: str = ".switchyard/artifacts"
     task_timeout_s: float = 300.0
     metrics_buffer: int = 10000
-    # How long unsent metrics wait for company before a batch goes to the profile store.
-    metrics_linger_s: float = 0.05
+    # How long unsent metrics wait for company before a batch goes to the profile store
+    # (each batch costs a write and an acknowledgement on the stream; metrics are not on
+    # any task's path).
+    metrics_linger_s: float = 0.2
     heartbeat_interval_s: float = 1.0
     # Address announced to the scheduler for WorkerService; empty: host:bound port.
     advertise_address: str = ""
