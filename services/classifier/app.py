@@ -16,12 +16,13 @@ from common.server import GrpcServer, Registration
 from services.classifier.auth import TokenAuthenticator
 from services.classifier.catalogue import load_catalogue
 from services.classifier.config import ClassifierConfig
+from services.classifier.forward import SchedulerRelay, add_classifier_servicer
 from services.classifier.intake import Intake
 from services.classifier.rules import Catalogue, localised_names
 from services.classifier.servicer import ClassifierServicer
 from services.classifier.sql_store import SqlTenantStore
 from services.classifier.validation import Limits
-from switchyard.v1 import classifier_pb2_grpc, scheduler_pb2_grpc
+from switchyard.v1 import scheduler_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class ClassifierApp:
         servicer = ClassifierServicer(
             Intake(self.catalogue, limits),
             scheduler_pb2_grpc.SchedulerServiceStub(self.channel),
+            relay=SchedulerRelay(self.channel),
             timeout_s=config.scheduler_timeout_s,
             anonymous=ANONYMOUS if config.allow_anonymous else None,
             tenants=self.store.list_tenants,
@@ -77,9 +79,7 @@ class ClassifierApp:
             self.authenticator = TokenAuthenticator(
                 self.store, config.internal_token, cache_s=config.token_cache_s
             )
-        registration = Registration(
-            classifier_pb2_grpc.add_ClassifierServiceServicer_to_server, servicer, SERVICE_NAME
-        )
+        registration = Registration(add_classifier_servicer, servicer, SERVICE_NAME)
         self._server = GrpcServer("classifier", config, [registration], self.authenticator)
         await self._server.start()
         await self._server.set_serving(True)

@@ -12,11 +12,11 @@ from common.errors import Unauthenticated, Unavailable, Violations
 from common.logs import request_id_var
 from services.classifier.convert import classification_to_proto, tenant_changes_to_proto
 from services.classifier.follow import DEFAULT_POLL_S, follow_job
-from services.classifier.forward import scheduler_errors
+from services.classifier.forward import SchedulerRelay, scheduler_errors
 from services.classifier.intake import Intake
 from services.classifier.tenant_watch import LoadTenants, watch_tenants
 from services.classifier.validation import check_ids, check_required
-from switchyard.v1 import classifier_pb2, classifier_pb2_grpc, scheduler_pb2, types_pb2
+from switchyard.v1 import classifier_pb2, scheduler_pb2, types_pb2
 
 if TYPE_CHECKING:
     from switchyard.v1.scheduler_pb2_grpc import SchedulerServiceAsyncStub
@@ -26,12 +26,16 @@ Context = grpc.aio.ServicerContext[Any, Any]
 ACT_AS_TENANT, ACT_AS_USER = "x-switchyard-tenant", "x-switchyard-user"
 
 
-class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
+class ClassifierServicer:
+    """Registered by `add_classifier_servicer`: GetTasks and WatchTasks answer with the
+    scheduler's bytes (see `SchedulerRelay`)."""
+
     def __init__(
         self,
         intake: Intake,
         scheduler: SchedulerServiceAsyncStub,
         *,
+        relay: SchedulerRelay,
         timeout_s: float = 30.0,
         anonymous: Principal | None = None,
         job_poll_s: float = DEFAULT_POLL_S,
@@ -41,6 +45,7 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
     ) -> None:
         self.intake = intake
         self.scheduler = scheduler
+        self.relay = relay
         self.timeout_s = timeout_s
         self.anonymous = anonymous
         self.job_poll_s = job_poll_s
@@ -68,17 +73,13 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
             classifications=[classification_to_proto(r) for r in results]
         )
 
-    async def GetTasks(
-        self, request: classifier_pb2.GetTasksRequest, context: Context
-    ) -> classifier_pb2.GetTasksResponse:
+    async def GetTasks(self, request: classifier_pb2.GetTasksRequest, context: Context) -> bytes:
         tenant = self._caller(context).tenant
         self._check(lambda v: check_ids("task_ids", request.task_ids, v, limit=self.id_limit))
+        forwarded = scheduler_pb2.SchedulerServiceGetTasksRequest(tenant=tenant, task_ids=request.task_ids)
         async with scheduler_errors(context):
-            reply = await self.scheduler.GetTasks(
-                scheduler_pb2.SchedulerServiceGetTasksRequest(tenant=tenant, task_ids=request.task_ids),
-                **self._call(),
-            )
-        return classifier_pb2.GetTasksResponse(tasks=reply.tasks)
+            reply: bytes = await self.relay.get_tasks(forwarded, **self._call())
+        return reply  # a GetTasksResponse, relayed unparsed
 
     async def ListTasks(
         self, request: classifier_pb2.ListTasksRequest, context: Context
@@ -98,15 +99,15 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServiceServicer):
 
     async def WatchTasks(
         self, request: classifier_pb2.WatchTasksRequest, context: Context
-    ) -> AsyncIterator[classifier_pb2.WatchTasksResponse]:
+    ) -> AsyncIterator[bytes]:
         tenant = self._caller(context).tenant
         self._check(lambda v: check_ids("task_ids", request.task_ids, v, limit=self.id_limit))
         forwarded = scheduler_pb2.SchedulerServiceWatchTasksRequest(tenant=tenant, task_ids=request.task_ids)
-        call = self.scheduler.WatchTasks(forwarded, metadata=self._metadata())
+        call = self.relay.watch_tasks(forwarded, metadata=self._metadata())
         try:
             async with scheduler_errors(context):
                 async for update in call:
-                    yield classifier_pb2.WatchTasksResponse(tasks=update.tasks)
+                    yield update  # a WatchTasksResponse, relayed unparsed
         finally:
             call.cancel()
 
