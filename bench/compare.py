@@ -9,7 +9,7 @@
 - The systems alternate, REPEATS rounds, each started fresh and stopped after its turn;
   every figure is the median with its min-max, and the ratios are of the medians.
 - Then, Switchyard alone: a mixed torch workload from three tenants (device-time share,
-  per-category latency, placement), and a no-op run profiled with py-spy.
+  per-category latency, placement), and a no-op run profiled in-process with cProfile.
 
 Usage: python -m bench.compare [--quick]   (--quick: small counts, for a trial run)
 """
@@ -44,7 +44,7 @@ PROFILE_TASKS = 10_000
 SYSTEMS = ("switchyard", "ray", "celery")
 COMMAND = "make bench BENCH=compare   (python -m bench.compare)"
 RAY_TIMEOUT_S = 900
-# Raw py-spy stacks (about 2 MB): local output, ignored by git like the rest of .switchyard/.
+# The profiles (pstats files): local output, ignored by git like the rest of .switchyard/.
 PROFILE_DIR = Path(".switchyard/bench/compare_profile")
 
 

@@ -1,5 +1,6 @@
 """The Switchyard side of `bench.compare`: the mesh on a fresh PostgreSQL database, the no-op
-figures (through `bench.mesh`), the mixed multi-tenant torch run, and a py-spy profile.
+figures (through `bench.mesh`), the mixed multi-tenant torch run, and a profile of every
+process (cProfile, in-process).
 
 Nothing here imports Ray or Celery, so the smoke test runs it without the bench extra.
 """
