@@ -81,11 +81,11 @@ NOT_OURS = ("bench/profiling/",)
 
 Stamp = Literal["submitted_at", "queued_at", "assigned_at", "started_at", "finished_at"]
 STAGES: tuple[tuple[str, Stamp], ...] = (
-    ("client → classifier → scheduler commit", "submitted_at"),
-    ("queued (enqueue committed)", "queued_at"),
-    ("placed by a cycle", "assigned_at"),
-    ("dispatched, started on a slot", "started_at"),
-    ("ran", "finished_at"),
+    ("client → classifier (its submitted_at)", "submitted_at"),
+    ("classifier → scheduler (queued_at, before the insert commits)", "queued_at"),
+    ("placed by a cycle (assigned_at)", "assigned_at"),
+    ("sent to the worker, started on a slot (started_at)", "started_at"),
+    ("ran (finished_at)", "finished_at"),
 )
 
 
@@ -96,14 +96,14 @@ async def latency_stages(client: Client, n: int) -> dict[str, list[float]]:
     for _ in range(n):
         sent = time.time()
         submitted = await client.submit([specs.noop()])
-        (task,) = await client.wait(submitted.task_ids, timeout=60, poll_interval=5.0)
+        (task,) = await client.wait(submitted, timeout=60, poll_interval=5.0)
         seen = time.time()
         previous = sent
         for stage, field in STAGES:
             at = switchyard_bench._seconds(getattr(task, field)) if task.HasField(field) else previous
             out[stage].append((at - previous) * 1000)
             previous = at
-        out["result back to the client"].append((seen - previous) * 1000)
+        out["terminal write committed, result back to the client"].append((seen - previous) * 1000)
     return dict(out)
 
 
