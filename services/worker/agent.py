@@ -231,7 +231,8 @@ class SchedulerLink:
     def report_started(self, assignment: Assignment, started_at: datetime) -> None:
         if self.connected and assignment.session == self.session:
             self._results.started(assignment, started_at)
-            self._flush_at(asyncio.get_running_loop().time() + STARTED_LINGER_S)
+            if not self._results_due and self._flush_when is None:
+                self._flush_at(asyncio.get_running_loop().time() + STARTED_LINGER_S)
 
     def report_finished(self, report: TaskReport) -> None:
         if self.connected and report.assignment.session == self.session:

@@ -281,8 +281,8 @@ def metrics_to_proto(
         category=task.category,
         tenant=task.tenant,
         outcome=OUTCOMES[report.outcome],
-        finished_at=to_timestamp(report.finished_at),
     )
+    _set_timestamp(out.finished_at, report.finished_at)
     _set_duration(out.execution_time, execution_s)
     if task.model_name or task.model_version:
         out.model.name, out.model.version = task.model_name, task.model_version

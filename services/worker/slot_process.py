@@ -18,6 +18,7 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.worker.model import (
     INLINE_LIMIT_BYTES,
@@ -30,6 +31,9 @@ from services.worker.model import (
     TaskInput,
 )
 from services.worker.wire import reply_to_wire
+
+if TYPE_CHECKING:  # imported by the slot process itself, after torch (see slot_main)
+    from services.worker.handlers import HandlerContext, HandlerRegistry
 
 MESSAGE_LIMIT = 2048
 
@@ -78,11 +82,8 @@ def _answer(conn: Connection, task: TaskInput, reply: SlotReply) -> None:
     conn.send_bytes(payload)
 
 
-def run_task(registry: object, ctx: object, task: TaskInput) -> SlotReply:
+def run_task(registry: HandlerRegistry, ctx: HandlerContext, task: TaskInput) -> SlotReply:
     """Run one task through its handler; every exception becomes a failure, never a crash."""
-    from services.worker.handlers import HandlerContext, HandlerRegistry
-
-    assert isinstance(registry, HandlerRegistry) and isinstance(ctx, HandlerContext)
     started = time.perf_counter()
     try:
         result = _bounded(registry.get(task.category)(task, ctx), task, ctx)
@@ -104,11 +105,8 @@ def run_task(registry: object, ctx: object, task: TaskInput) -> SlotReply:
     )
 
 
-def _bounded(result: object, task: TaskInput, ctx: object) -> HandlerResult:
+def _bounded(result: object, task: TaskInput, ctx: HandlerContext) -> HandlerResult:
     """Check the handler's result; inline bytes over 64 KiB move to an artifact file."""
-    from services.worker.handlers import HandlerContext
-
-    assert isinstance(ctx, HandlerContext)
     if not isinstance(result, HandlerResult):
         raise TypeError(f"handler returned {type(result).__name__}, not HandlerResult")
     if len(result.inline) <= INLINE_LIMIT_BYTES:
