@@ -245,6 +245,15 @@ class SchedulerLink:
         else:
             log.info("outcome of a superseded session not sent", extra={"task_id": report.assignment.task_id})
 
+    def _flush_rest(self) -> None:
+        """After a write, what is still held goes as a report would have sent it: at once
+        when a message's worth waits or the pool is idle, else after the write gap. Nothing
+        else would send it: heartbeats do not carry results."""
+        if self._results.full or not self._pool.busy:
+            self._flush_at(0.0)
+        else:
+            self._flush_at(asyncio.get_running_loop().time() + WRITE_GAP_S)
+
     def _flush_at(self, when: float) -> None:
         """Have the write loop write the results at loop time `when` (at once if it has
         passed), unless they are due earlier already."""
@@ -287,8 +296,8 @@ class SchedulerLink:
                 self._cancel_flush()
                 if self._results:
                     await call.write(self._results.take())
-                    if self._results.full:
-                        self._flush_at(0.0)
+                    if self._results:  # more than one message held, or left for later
+                        self._flush_rest()
             if self._heartbeat_due:
                 self._heartbeat_due = False
                 heartbeat = heartbeat_to_proto(self._status())

@@ -27,6 +27,7 @@ from common.channels import authed_channel
 from common.ids import new_id
 from common.timeutil import to_timestamp, utcnow
 from services.worker import agent
+from services.worker import results as worker_results
 from services.worker.app import WorkerApp
 from services.worker.config import WorkerConfig
 from services.worker.handlers.context import HandlerContext
@@ -265,6 +266,25 @@ async def test_outcomes_wait_for_the_pool_to_finish_then_go_together(
     sent = mesh.scheduler.results[first:]
     assert [sorted(o.task_id for o in m.outcomes) for m in sent] == [sorted(t.id for t in tasks)]
     assert not sent[0].started  # each outcome carries its started_at
+
+
+async def test_outcomes_beyond_one_message_all_go_when_the_pool_is_idle(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three outcomes held while messages carry two: the third must not wait for a report
+    that never comes (heartbeats carry no results)."""
+    await mesh.settled()
+    monkeypatch.setattr(agent, "WRITE_GAP_S", 3600.0)
+    monkeypatch.setattr(agent, "STARTED_LINGER_S", 3600.0)
+    monkeypatch.setattr(worker_results, "MAX_BATCH", 2)
+    tasks = [make_task("noop") for _ in range(3)]
+    first = len(mesh.scheduler.results)
+    mesh.scheduler.assign(*tasks)
+    for task in tasks:
+        assert (await mesh.scheduler.outcome(task.id)).outcome == types_pb2.OUTCOME_SUCCEEDED
+    sent = [o.task_id for m in mesh.scheduler.results[first:] for o in m.outcomes]
+    assert sorted(sent) == sorted(t.id for t in tasks)
+    assert all(len(m.outcomes) <= 2 for m in mesh.scheduler.results[first:])
 
 
 async def test_registration_describes_the_worker(mesh: Mesh) -> None:
