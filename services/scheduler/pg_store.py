@@ -52,6 +52,9 @@ def _placeholders(n: int) -> str:
 COPY_MIN = 64
 JOB_SQL = "INSERT INTO jobs (id, tenant, created_at) VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING"
 TASK_SQL = f"INSERT INTO tasks ({', '.join(INSERT_COLUMNS)}) VALUES ({_placeholders(len(INSERT_COLUMNS))})"
+# A commit retried on a new connection: should the first COMMIT have landed after all, its
+# tasks are there already (jobs are ON CONFLICT DO NOTHING anyway; updates write whole rows).
+RETRY_TASK_SQL = f"{TASK_SQL} ON CONFLICT (id) DO NOTHING"
 UPDATE_SQL = f"UPDATE tasks SET {', '.join(f'{c} = %s' for c in MUTABLE)} WHERE id = %s"
 TASK_COPY = f"COPY tasks ({', '.join(INSERT_COLUMNS)}) FROM STDIN"
 # Many updates: COPY into a session's temporary table, then one UPDATE ... FROM it.
@@ -105,6 +108,7 @@ async def _write(
     update_rows: list[tuple[Any, ...]],
     *,
     copy: bool = False,
+    retry: bool = False,
 ) -> None:
     """Jobs, then new tasks, then updates (which may name tasks inserted just before)."""
     if job_rows:
@@ -112,7 +116,7 @@ async def _write(
     if copy and len(task_rows) >= COPY_MIN:
         await _copy(cur, TASK_COPY, task_rows)
     elif task_rows:
-        await cur.executemany(TASK_SQL, task_rows)
+        await cur.executemany(RETRY_TASK_SQL if retry else TASK_SQL, task_rows)
     if copy and len(update_rows) >= COPY_MIN:
         await _copy(cur, STAGE_COPY, update_rows)
         await cur.execute(UPDATE_FROM_STAGE)
@@ -144,19 +148,35 @@ class PostgresTaskStore(SqlTaskStore):
         job_rows = [(j.id, j.tenant, j.created_at) for j in jobs]
         task_rows = [insert_row(r) for r in inserts]
         update_rows = [update_row(r) for r in updates]
-        conn = await self._connection()
         try:
-            if len(task_rows) < COPY_MIN and len(update_rows) < COPY_MIN:
-                async with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
-                    await _write(cur, job_rows, task_rows, update_rows)
-            else:
-                async with conn.transaction(), conn.cursor() as cur:
-                    await _write(cur, job_rows, task_rows, update_rows, copy=True)
-        except psycopg.OperationalError:
-            # The connection may be gone (a server restart, a network cut): the next commit
-            # opens a new one. The caller retries; nothing of this transaction is stored.
+            await self._transaction(job_rows, task_rows, update_rows)
+        except psycopg.OperationalError as exc:
+            # The held connection is gone (a server restart, an idle cut) or the server gave
+            # the transaction up: once more on a new connection, idempotently (RETRY_TASK_SQL),
+            # since the first COMMIT may have landed before the connection broke.
             await self._drop()
-            raise
+            log.warning("commit failed; once more on a new connection: %r", exc)
+            try:
+                await self._transaction(job_rows, task_rows, update_rows, retry=True)
+            except psycopg.OperationalError:
+                await self._drop()
+                raise
+
+    async def _transaction(
+        self,
+        job_rows: list[tuple[Any, ...]],
+        task_rows: list[tuple[Any, ...]],
+        update_rows: list[tuple[Any, ...]],
+        *,
+        retry: bool = False,
+    ) -> None:
+        conn = await self._connection()
+        if retry or (len(task_rows) < COPY_MIN and len(update_rows) < COPY_MIN):
+            async with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
+                await _write(cur, job_rows, task_rows, update_rows, retry=retry)
+        else:
+            async with conn.transaction(), conn.cursor() as cur:
+                await _write(cur, job_rows, task_rows, update_rows, copy=True)
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:

@@ -124,7 +124,7 @@ async def test_reads_idempotency_listing_counts_and_unfinished(store: SqlTaskSto
     assert [r.id for r in await store.load_unfinished()] == ["t1", "t2", "t3", "t4", "t9"]
 
 
-async def test_a_cut_connection_fails_one_commit_and_the_next_reconnects(pg_url: str) -> None:
+async def test_a_cut_connection_is_replaced_within_the_commit(pg_url: str) -> None:
     store = PostgresTaskStore(create_engine(pg_url, "scheduler"), record_from_row, pg_url, "scheduler")
     try:
         await store.commit([record("t1")], [JobRecord("job_1", "acme", 100.0)], [])
@@ -132,9 +132,31 @@ async def test_a_cut_connection_fails_one_commit_and_the_next_reconnects(pg_url:
         assert conn is not None
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
-        with pytest.raises(psycopg.OperationalError):
-            await store.commit([record("t2")], [], [])
-        await store.commit([record("t2")], [], [])
-        assert sorted(r.id for r in await store.get(["t1", "t2"])) == ["t1", "t2"]
+        second = record("t2")
+        second.state = TaskState.SUCCEEDED
+        await store.commit([second], [JobRecord("job_2", "acme", 1.0)], [second])  # no error
+        assert store._conn is not conn
+        got = {r.id: r.state for r in await store.get(["t1", "t2"])}
+        assert got == {"t1": TaskState.QUEUED, "t2": TaskState.SUCCEEDED}
+    finally:
+        await store.close()
+
+
+async def test_the_retry_finds_what_a_landed_commit_wrote(pg_url: str) -> None:
+    """A commit whose COMMIT landed before its connection broke is retried as a whole: the
+    retry must take its own rows as already there, yet still refuse another key holder."""
+    store = PostgresTaskStore(create_engine(pg_url, "scheduler"), record_from_row, pg_url, "scheduler")
+    try:
+        rows = [record("t1", key="k1"), record("t2")]
+        job = [(j.id, j.tenant, j.created_at) for j in [JobRecord("job_1", "acme", 100.0)]]
+        task_rows = [pg_store.insert_row(r) for r in rows]
+        rows[1].state = TaskState.RUNNING
+        updates = [pg_store.update_row(rows[1])]
+        await store._transaction(job, task_rows, updates)
+        await store._transaction(job, task_rows, updates, retry=True)
+        got = {r.id: r.state for r in await store.get(["t1", "t2"])}
+        assert got == {"t1": TaskState.QUEUED, "t2": TaskState.RUNNING}
+        with pytest.raises(psycopg.errors.UniqueViolation):  # same key, another task
+            await store._transaction([], [pg_store.insert_row(record("t3", key="k1"))], [], retry=True)
     finally:
         await store.close()
