@@ -35,9 +35,13 @@ class Queries:
 
     async def _durable(self, records: Iterable[TaskRecord]) -> None:
         """A live task is terminal only until that write is durable: answer once it is, so no
-        reader sees a result that a crash could still take back."""
-        if any(record.state.terminal for record in records):
-            await self.engine.committer.flush(deferred=False)
+        reader sees a result that a crash could still take back. A commit forgets a task
+        whose terminal state it wrote; one that finished while the flush waited is waited
+        for too (each task ends once, so this ends)."""
+        engine = self.engine
+        records = list(records)
+        while any(r.state.terminal and engine.tasks.get(r.id) is r for r in records):
+            await engine.committer.flush(deferred=False)
 
     def _fresh(self, rows: Iterable[TaskRecord]) -> list[TaskRecord]:
         return [self.engine.tasks.get(r.id, r) for r in rows]
