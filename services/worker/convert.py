@@ -135,7 +135,10 @@ def _set_value(out: struct_pb2.Value, value: Any) -> None:
     elif isinstance(value, str):
         out.string_value = value
     elif isinstance(value, int | float):
-        _set_number(out, float(value))
+        try:
+            _set_number(out, float(value))
+        except OverflowError:  # an int beyond a double
+            out.null_value = struct_pb2.NULL_VALUE
     elif isinstance(value, dict):
         _fill_struct(out.struct_value, value)
     elif isinstance(value, list | tuple):
@@ -146,7 +149,7 @@ def _set_value(out: struct_pb2.Value, value: Any) -> None:
     else:
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             out.string_value = str(value)
         else:
             _set_number(out, number)

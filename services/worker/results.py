@@ -8,12 +8,14 @@ outcome waits too is never sent: the outcome carries started_at.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from services.worker.convert import outcome_into, started_into
-from services.worker.model import Assignment, TaskReport
+from services.worker.model import Assignment, Outcome, Reason, TaskFailure, TaskReport
 from switchyard.v1 import scheduler_pb2
 
+log = logging.getLogger(__name__)
 MAX_BATCH = 500
 
 
@@ -41,7 +43,21 @@ class PendingResults:
         if not self._requests or len(self._requests[-1][1]) >= MAX_BATCH:
             self._requests.append((scheduler_pb2.ConnectWorkerRequest(), set()))
         request, ids = self._requests[-1]
-        outcome_into(request.results.outcomes.add(), report)
+        outcomes = request.results.outcomes
+        try:
+            outcome_into(outcomes.add(), report)
+        except Exception as exc:  # never send a half-built outcome: fail the task instead
+            del outcomes[-1]
+            log.exception("outcome not convertible", extra={"task_id": report.assignment.task_id})
+            failure = TaskFailure(Reason.HANDLER_ERROR, f"the result could not be encoded: {exc!r}")
+            plain = TaskReport(
+                assignment=report.assignment,
+                outcome=Outcome.FAILED,
+                finished_at=report.finished_at,
+                started_at=report.started_at,
+                failure=failure,
+            )
+            outcome_into(outcomes.add(), plain)
         ids.add(report.assignment.task_id)
 
     def take(self) -> scheduler_pb2.ConnectWorkerRequest:

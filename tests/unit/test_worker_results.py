@@ -10,6 +10,7 @@ import pytest
 from services.worker import results
 from services.worker.model import Assignment, Outcome, TaskInput, TaskReport
 from services.worker.results import PendingResults
+from switchyard.v1 import types_pb2
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -76,3 +77,27 @@ def test_clear_forgets_everything() -> None:
     pending.finished(report("b"))
     pending.clear()
     assert not pending
+
+
+class Unencodable:
+    def __float__(self) -> float:
+        raise RuntimeError("no number here")
+
+
+def test_an_outcome_that_cannot_be_encoded_goes_as_a_failure_never_half_built() -> None:
+    from services.worker.model import HandlerResult
+
+    pending = PendingResults()
+    good = report("a")
+    huge = TaskReport(**{**vars(report("b")), "result": HandlerResult(summary={"n": 10**400})})
+    bad = TaskReport(**{**vars(report("c")), "result": HandlerResult(summary={"x": Unencodable()})})
+    for r in (good, huge, bad):
+        pending.finished(r)
+    outcomes = {o.task_id: o for o in pending.take().results.outcomes}
+    assert list(outcomes) == ["a", "b", "c"]
+    assert outcomes["b"].outcome == types_pb2.OUTCOME_SUCCEEDED
+    assert outcomes["b"].result.summary.fields["n"].WhichOneof("kind") == "null_value"
+    assert outcomes["c"].outcome == types_pb2.OUTCOME_FAILED
+    assert outcomes["c"].error.reason == "HANDLER_ERROR"
+    assert "could not be encoded" in outcomes["c"].error.message
+    assert not outcomes["c"].HasField("result")
