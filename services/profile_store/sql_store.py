@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -130,12 +131,15 @@ class SqlProfileStore:
                 try:
                     batch, stored = await self._transaction(metrics, first, now)
                     break
-                except (SamplesSeenBefore, sa.exc.DBAPIError) as exc:
+                except (SamplesSeenBefore, sa.exc.DBAPIError, psycopg.OperationalError) as exc:
                     # Resends met an optimistic insert (the next one is careful), or the held
                     # connection died since the last ingest (the database restarted, an idle
                     # connection was cut): again. Samples already stored, should a commit
                     # have gone through after all, come back as duplicates.
-                    lost = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+                    # The raw COPY path raises psycopg's own error, SQLAlchemy's paths wrap it.
+                    lost = isinstance(exc, psycopg.OperationalError) or (
+                        isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+                    )
                     if attempt == INGEST_ATTEMPTS or not (lost or isinstance(exc, SamplesSeenBefore)):
                         raise
         duplicates = [True] * len(metrics)
