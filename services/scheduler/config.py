@@ -23,8 +23,8 @@ class SchedulerConfig(ServerConfig):
     cycle_interval_s: float = 0.05
     reprioritize_interval_s: float = 5.0
     commit_batch_max: int = 2000
-    # ASSIGNED and RUNNING writes (a restart requeues those tasks either way) ride the next
-    # commit, or go on their own after this long at the latest.
+    # ASSIGNED and RUNNING writes (a restart requeues those tasks either way) wait this long
+    # (or for a flush): a task that finishes sooner is mostly written only once more, ended.
     commit_defer_s: float = 0.1
     max_placements_per_cycle: int = 1000
     max_attempts: int = 3
