@@ -158,6 +158,14 @@ def test_report_section_renders_the_summaries(tmp_path: Path) -> None:
 
 
 def test_the_profiler_signals_are_free_in_the_services() -> None:
-    # The services install handlers for SIGTERM/SIGINT/SIGHUP only; the profiler owns these two.
+    """The profiler owns SIGUSR1/SIGUSR2: no service, shared module or launcher may use them."""
     assert {profiling.START_SIGNAL, profiling.STOP_SIGNAL} == {signal.SIGUSR2, signal.SIGUSR1}
+    root = Path(__file__).resolve().parents[2]
+    users = [
+        str(path.relative_to(root))
+        for folder in ("services", "common", "switchyard")
+        for path in (root / folder).rglob("*.py")
+        if "SIGUSR" in path.read_text()
+    ]
+    assert users == []
     assert switchyard_profile.NOT_OURS == ("bench/profiling/",)

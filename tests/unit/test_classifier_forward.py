@@ -57,3 +57,22 @@ def test_relayed_answers_pass_as_bytes_and_others_are_serialised() -> None:
         assert serialize(ours(tasks=[task])) == scheduler_bytes
     job = classifier_pb2.GetJobResponse(job=types_pb2.Job(id="job_1"))
     assert server.handlers["GetJob"].response_serializer(job) == job.SerializeToString()
+
+
+def _fields(message: Any) -> list[tuple[int, str, int, str]]:
+    return sorted(
+        (f.number, f.name, f.type, f.message_type.full_name if f.message_type else "")
+        for f in message.DESCRIPTOR.fields
+    )
+
+
+def test_relayed_messages_keep_one_wire_format() -> None:
+    """Bytes relayed as they come are only right while the scheduler's answer and ours have
+    the same fields: a field added on one side only must fail here, not reach a tenant."""
+    pairs = {
+        "GetTasks": (scheduler_pb2.SchedulerServiceGetTasksResponse, classifier_pb2.GetTasksResponse),
+        "WatchTasks": (scheduler_pb2.SchedulerServiceWatchTasksResponse, classifier_pb2.WatchTasksResponse),
+    }
+    assert set(pairs) == RELAYED
+    for theirs, ours in pairs.values():
+        assert _fields(theirs) == _fields(ours)
