@@ -34,8 +34,8 @@ class SchedulerConfig(ServerConfig):
     # slot beyond its slots (so a slot finishing a 1 ms task finds work there, not a round
     # trip away), never fewer than worker_prefetch_per_slot nor more than the cap below
     # (unless worker_prefetch_per_slot is higher). 0 s: no more than the minimum.
-    prefetch_window_s: float = 0.02
-    worker_prefetch_max_per_slot: int = 32
+    prefetch_window_s: float = 0.05
+    worker_prefetch_max_per_slot: int = 128
     # How long start() waits to become active before returning as a standby.
     standby_wait_s: float = 5.0
     weight_category: float = 1000.0
