@@ -36,6 +36,9 @@ class SchedulerConfig(ServerConfig):
     # (unless worker_prefetch_per_slot is higher). 0 s: no more than the minimum.
     prefetch_window_s: float = 0.05
     worker_prefetch_max_per_slot: int = 128
+    # Finished tasks answered from memory (about 1.2 KB each) before reads go to the
+    # database: a client collecting a large batch's results finds them all here.
+    recent_results_max: int = 50_000
     # How long start() waits to become active before returning as a standby.
     standby_wait_s: float = 5.0
     weight_category: float = 1000.0
@@ -67,6 +70,8 @@ class SchedulerConfig(ServerConfig):
             out.append("worker_prefetch_max_per_slot: must be between 0 and 1024")
         if self.prefetch_window_s < 0:
             out.append("prefetch_window_s: must not be negative")
+        if not 0 <= self.recent_results_max <= 10_000_000:
+            out.append("recent_results_max: must be between 0 and 10,000,000")
         if self.commit_batch_max < 1 or self.max_placements_per_cycle < 1 or self.max_attempts < 1:
             out.append("commit_batch_max, max_placements_per_cycle and max_attempts: must be at least 1")
         if not 1.0 <= self.fair_share_dampening <= 1e6:

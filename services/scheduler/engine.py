@@ -33,9 +33,6 @@ from switchyard.v1 import scheduler_pb2, types_pb2
 
 log = logging.getLogger(__name__)
 
-# Terminal tasks kept in memory after their write is durable, newest last: a client asks for
-# a result just after it lands, and the answer then needs no database read.
-RECENT_MAX = 10_000
 
 
 class Engine:
@@ -47,7 +44,10 @@ class Engine:
         self.clock = clock
         self.profiles = profiles
         self.tasks: dict[str, TaskRecord] = {}
+        # Terminal tasks kept after their write is durable, newest last: a client asks for a
+        # result just after it lands, and the answer then needs no database read.
         self.recent: dict[str, TaskRecord] = {}
+        self.recent_max = config.recent_results_max
         self.queues: dict[Group, GroupQueue] = {g: GroupQueue() for g in Group}
         self.workers = WorkerRegistry()
         self.watchers = Watchers()
@@ -307,7 +307,7 @@ class Engine:
             if record.state.terminal and self.tasks.get(record.id) is record:
                 del self.tasks[record.id]
                 self.recent[record.id] = record
-                if len(self.recent) > RECENT_MAX:
+                if len(self.recent) > self.recent_max:
                     del self.recent[next(iter(self.recent))]
                 if record.idempotency_key:
                     self._idempotent.pop((record.tenant, record.idempotency_key), None)

@@ -601,9 +601,7 @@ async def test_a_running_task_charges_its_tenant_in_flight_until_it_finishes(sch
 async def test_a_task_just_finished_is_read_from_memory_and_other_tenants_still_get_not_found(
     scheduler, stub, monkeypatch
 ):
-    from services.scheduler import engine as engine_module
-
-    monkeypatch.setattr(engine_module, "RECENT_MAX", 2)
+    scheduler.engine.recent_max = 2
     worker = ScriptedWorker(stub, slots=4)
     await worker.connect()
     tasks = [classified() for _ in range(3)]
