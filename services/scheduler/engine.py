@@ -34,7 +34,6 @@ from switchyard.v1 import scheduler_pb2, types_pb2
 log = logging.getLogger(__name__)
 
 
-
 class Engine:
     def __init__(
         self, config: SchedulerConfig, store: TaskStore, clock: Clock, profiles: ProfileCache
