@@ -10,15 +10,13 @@ so every error still names its own field paths.
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from common.auth import Principal
 from common.errors import Violations
-from common.ids import new_id
+from common.ids import new_id, new_ids
 from common.timeutil import utcnow
 from services.classifier.convert import task_template, traits_from_proto
 from services.classifier.model import Classification
@@ -92,7 +90,7 @@ class Intake:
         # One template per classification (the memo hands out one object per verdict).
         templates: dict[int, types_pb2.Task] = {}
         add = plan.request.tasks.add
-        for (spec, result), task_id in zip(pairs, new_task_ids(len(pairs)), strict=True):
+        for (spec, result), task_id in zip(pairs, new_ids("task", len(pairs)), strict=True):
             if result is None:
                 continue
             template = templates.get(id(result))
@@ -157,11 +155,3 @@ def split_specs(split: types_pb2.SplitRequest) -> list[types_pb2.TaskSpec]:
             spec.idempotency_key = f"{split.template.idempotency_key}#{index}"
         out.append(spec)
     return out
-
-
-def new_task_ids(count: int) -> list[str]:
-    """`count` ids in `common.ids.new_id("task")`'s format, with one clock read and one
-    call for the randomness of all of them."""
-    millis = time.time_ns() // 1_000_000
-    random = os.urandom(8 * count).hex()
-    return [f"task_{millis:012x}_{random[i : i + 16]}" for i in range(0, 16 * count, 16)]

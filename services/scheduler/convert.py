@@ -43,7 +43,7 @@ def demand_from_spec(
     spec: types_pb2.TaskSpec,
     now: float,
 ) -> TaskDemand:
-    deadline = spec.qos.deadline.ToNanoseconds() / 1e9 if spec.qos.HasField("deadline") else None
+    deadline = seconds(spec.qos.deadline) if spec.qos.HasField("deadline") else None
     return TaskDemand(
         task_id=task_id,
         tenant=tenant,

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scheduler.model import JobRecord, TaskRecord
-from services.scheduler.sql_store import MUTABLE, SqlTaskStore
+from services.scheduler.sql_store import MUTABLE, SqlTaskStore, mutable_values
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +69,15 @@ UPDATE_FROM_STAGE = (
 )
 
 
-def _mutable(r: TaskRecord) -> tuple[Any, ...]:
-    """The columns of MUTABLE, in its order (a test holds the two together)."""
-    return (
-        int(r.state),
-        r.attempt,
-        r.worker_id,
-        r.queued_at,
-        r.assigned_at,
-        r.started_at,
-        r.finished_at,
-        r.result,
-        r.error_reason,
-        r.error_message,
-    )
-
-
 def insert_row(r: TaskRecord) -> tuple[Any, ...]:
     """A new task's row in INSERT_COLUMNS order."""
     head = (r.id, r.job_id, r.tenant, r.user, r.category, r.eligibility, r.priority_class, r.rule)
-    return (*head, r.spec, r.idempotency_key, r.submitted_at, *_mutable(r))
+    return (*head, r.spec, r.idempotency_key, r.submitted_at, *mutable_values(r))
 
 
 def update_row(r: TaskRecord) -> tuple[Any, ...]:
     """The mutable columns of a task, then its id (UPDATE_SQL's parameters)."""
-    return (*_mutable(r), r.id)
+    return (*mutable_values(r), r.id)
 
 
 def conninfo(url: str) -> str:

@@ -43,10 +43,24 @@ def _row(record: TaskRecord) -> dict[str, Any]:
     }
 
 
+def mutable_values(r: TaskRecord) -> tuple[Any, ...]:
+    """The columns of MUTABLE, in its order."""
+    return (
+        int(r.state),
+        r.attempt,
+        r.worker_id,
+        r.queued_at,
+        r.assigned_at,
+        r.started_at,
+        r.finished_at,
+        r.result,
+        r.error_reason,
+        r.error_message,
+    )
+
+
 def _mutable(record: TaskRecord) -> dict[str, Any]:
-    values = {name: getattr(record, name) for name in MUTABLE}
-    values["state"] = int(record.state)
-    return values
+    return dict(zip(MUTABLE, mutable_values(record), strict=True))
 
 
 def _insert_new(dialect: str, table: sa.Table) -> Any:

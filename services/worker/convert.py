@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2
 
-from common.timeutil import to_timestamp
+from common.timeutil import from_timestamp, set_timestamp, to_timestamp
 from services.worker.model import (
     Assignment,
     BlockRef,
@@ -40,7 +40,6 @@ OUTCOMES = {
     Outcome.TIMED_OUT: types_pb2.OUTCOME_TIMED_OUT,
 }
 KINDS = {"cpu": types_pb2.WORKER_KIND_CPU, "gpu": types_pb2.WORKER_KIND_GPU}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ELIGIBILITY_NAMES: dict[int, str] = {
     types_pb2.ELIGIBILITY_CPU_ONLY: "cpu_only",
     types_pb2.ELIGIBILITY_GPU_ONLY: "gpu_only",
@@ -108,21 +107,9 @@ def assignment_from_proto(
         input=task_input_from_proto(task, device=device, artifact_dir=artifact_dir),
         token=message.assignment_token,
         timeout_s=timeout if timeout > 0 else default_timeout_s,
-        queued_at=_datetime(task.queued_at) if task.HasField("queued_at") else None,
+        queued_at=from_timestamp(task.queued_at) if task.HasField("queued_at") else None,
         session=session,
     )
-
-
-def _set_timestamp(out: timestamp_pb2.Timestamp, value: datetime) -> None:
-    """`value` (naive: UTC) set in place, by integer arithmetic on the timedelta."""
-    delta = (value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH
-    out.SetInParent()
-    out.seconds, out.nanos = delta.days * 86_400 + delta.seconds, delta.microseconds * 1000
-
-
-def _datetime(ts: timestamp_pb2.Timestamp) -> datetime:
-    """An aware UTC datetime, to the microsecond: several times cheaper than `ToDatetime`."""
-    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
 def _set_value(out: struct_pb2.Value, value: Any) -> None:
@@ -202,7 +189,7 @@ def started_to_proto(assignment: Assignment, started_at: datetime) -> scheduler_
 
 def started_into(out: scheduler_pb2.TaskStarted, assignment: Assignment, started_at: datetime) -> None:
     out.task_id, out.attempt, out.assignment_token = assignment.task_id, assignment.attempt, assignment.token
-    _set_timestamp(out.started_at, started_at)
+    set_timestamp(out.started_at, started_at)
 
 
 def outcome_to_proto(report: TaskReport) -> scheduler_pb2.TaskOutcome:
@@ -217,8 +204,8 @@ def outcome_into(out: scheduler_pb2.TaskOutcome, report: TaskReport) -> None:
     out.task_id, out.attempt, out.assignment_token = a.task_id, a.attempt, a.token
     out.outcome = OUTCOMES[report.outcome]
     if report.started_at is not None:
-        _set_timestamp(out.started_at, report.started_at)
-    _set_timestamp(out.finished_at, report.finished_at)
+        set_timestamp(out.started_at, report.started_at)
+    set_timestamp(out.finished_at, report.finished_at)
     if report.result is not None:
         _fill_result(out.result, report.result)
     if report.failure is not None:
@@ -285,7 +272,7 @@ def metrics_to_proto(
         tenant=task.tenant,
         outcome=OUTCOMES[report.outcome],
     )
-    _set_timestamp(out.finished_at, report.finished_at)
+    set_timestamp(out.finished_at, report.finished_at)
     _set_duration(out.execution_time, execution_s)
     if task.model_name or task.model_version:
         out.model.name, out.model.version = task.model_name, task.model_version

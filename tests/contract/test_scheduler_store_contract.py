@@ -15,8 +15,9 @@ from common.db import create_engine, upgrade
 from services.scheduler import pg_store, sql_store
 from services.scheduler.convert import record_from_proto, record_from_row
 from services.scheduler.model import JobRecord, TaskRecord, TaskState
-from services.scheduler.pg_store import PostgresTaskStore, _mutable
+from services.scheduler.pg_store import PostgresTaskStore
 from services.scheduler.sql_store import SqlTaskStore
+from services.scheduler.sql_store import mutable_values as _mutable
 from switchyard.v1 import types_pb2
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "scheduler" / "migrations"

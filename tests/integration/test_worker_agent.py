@@ -250,20 +250,28 @@ async def test_metrics_wait_for_a_late_profile_store_then_arrive(mesh: Mesh) -> 
     await assert_eventually(lambda: mesh.app.shipper.pending == 0, msg="buffer emptied by acks")
 
 
+async def _run_with_writes_held(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch, n: int
+) -> tuple[list[types_pb2.Task], list[scheduler_pb2.TaskResults]]:
+    """`n` no-op tasks with the write gap and the started linger stretched to an hour; the
+    tasks, once all succeeded, and the result messages the scheduler got meanwhile."""
+    await mesh.settled()
+    monkeypatch.setattr(agent, "WRITE_GAP_S", 3600.0)
+    monkeypatch.setattr(agent, "STARTED_LINGER_S", 3600.0)
+    tasks = [make_task("noop") for _ in range(n)]
+    first = len(mesh.scheduler.results)
+    mesh.scheduler.assign(*tasks)
+    for task in tasks:
+        assert (await mesh.scheduler.outcome(task.id)).outcome == types_pb2.OUTCOME_SUCCEEDED
+    return tasks, mesh.scheduler.results[first:]
+
+
 async def test_outcomes_wait_for_the_pool_to_finish_then_go_together(
     mesh: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While the pool runs more tasks, outcomes wait for them (the write gap stretched to an
     hour here), and all go in one message as soon as the pool has nothing left to run."""
-    await mesh.settled()
-    monkeypatch.setattr(agent, "WRITE_GAP_S", 3600.0)
-    monkeypatch.setattr(agent, "STARTED_LINGER_S", 3600.0)
-    tasks = [make_task("noop") for _ in range(5)]
-    first = len(mesh.scheduler.results)
-    mesh.scheduler.assign(*tasks)
-    for task in tasks:
-        assert (await mesh.scheduler.outcome(task.id)).outcome == types_pb2.OUTCOME_SUCCEEDED
-    sent = mesh.scheduler.results[first:]
+    tasks, sent = await _run_with_writes_held(mesh, monkeypatch, 5)
     assert [sorted(o.task_id for o in m.outcomes) for m in sent] == [sorted(t.id for t in tasks)]
     assert not sent[0].started  # each outcome carries its started_at
 
@@ -273,18 +281,11 @@ async def test_outcomes_beyond_one_message_all_go_when_the_pool_is_idle(
 ) -> None:
     """Three outcomes held while messages carry two: the third must not wait for a report
     that never comes (heartbeats carry no results)."""
-    await mesh.settled()
-    monkeypatch.setattr(agent, "WRITE_GAP_S", 3600.0)
-    monkeypatch.setattr(agent, "STARTED_LINGER_S", 3600.0)
     monkeypatch.setattr(worker_results, "MAX_BATCH", 2)
-    tasks = [make_task("noop") for _ in range(3)]
-    first = len(mesh.scheduler.results)
-    mesh.scheduler.assign(*tasks)
-    for task in tasks:
-        assert (await mesh.scheduler.outcome(task.id)).outcome == types_pb2.OUTCOME_SUCCEEDED
-    sent = [o.task_id for m in mesh.scheduler.results[first:] for o in m.outcomes]
+    tasks, messages = await _run_with_writes_held(mesh, monkeypatch, 3)
+    sent = [o.task_id for m in messages for o in m.outcomes]
     assert sorted(sent) == sorted(t.id for t in tasks)
-    assert all(len(m.outcomes) <= 2 for m in mesh.scheduler.results[first:])
+    assert all(len(m.outcomes) <= 2 for m in messages)
 
 
 async def test_registration_describes_the_worker(mesh: Mesh) -> None:

@@ -9,9 +9,9 @@ import pytest
 
 from common.auth import Principal
 from common.errors import InvalidArgument
-from common.ids import new_id
+from common.ids import new_id, new_ids
 from services.classifier import intake as intake_module
-from services.classifier.intake import MEMO_SPEC_BYTES, Intake, new_task_ids
+from services.classifier.intake import MEMO_SPEC_BYTES, Intake
 from services.classifier.rules import default_catalogue
 from services.classifier.validation import Limits
 from switchyard.v1 import classifier_pb2, types_pb2
@@ -102,8 +102,8 @@ def test_the_memo_is_bounded_and_skips_large_specs() -> None:
 
 
 def test_new_task_ids_look_like_new_id() -> None:
-    ids = new_task_ids(1000)
+    ids = new_ids("task", 1000)
     assert len(set(ids)) == 1000
     assert all(ID_FORMAT.match(i) for i in ids)
     assert ID_FORMAT.match(new_id("task"))
-    assert new_task_ids(0) == []
+    assert new_ids("task", 0) == []
